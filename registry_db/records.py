@@ -1,0 +1,132 @@
+"""Immutable records the repository returns: callers never hold ORM objects or sessions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = (
+    "AliasRecord",
+    "ApiKeyRecord",
+    "AuditRecord",
+    "ModelRecord",
+    "ModelRouting",
+    "Principal",
+    "RoutingSnapshot",
+    "SplitEntry",
+    "StoredArtifact",
+    "TrafficRecord",
+    "VersionRecord",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRecord:
+    name: str
+    description: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRecord:
+    """One registered version. ``signature`` = ``{"inputs": [spec...], "outputs": [spec...]}`` with
+    spec = ``{"name", "datatype", "shape"}`` (batch dim first, -1 dynamic)."""
+
+    model_name: str
+    version: str
+    number: int
+    backend: str
+    architecture: str | None
+    architecture_config: dict[str, Any]
+    sha256: str
+    size_bytes: int
+    storage_path: str
+    signature: dict[str, Any]
+    preprocessing: dict[str, Any] | None
+    postprocessing: dict[str, Any] | None
+    card: dict[str, Any]
+    status: Literal["active", "archived"]
+    created_at: datetime
+    created_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class AliasRecord:
+    model_name: str
+    alias: str
+    version: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SplitEntry:
+    version: str
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficRecord:
+    model_name: str
+    splits: tuple[SplitEntry, ...]
+    shadow_version: str | None = None
+    shadow_percent: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRouting:
+    """How unversioned calls to one model are routed."""
+
+    aliases: dict[str, str] = field(default_factory=dict)
+    splits: tuple[SplitEntry, ...] = ()
+    active_versions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingSnapshot:
+    """The whole routing state at one registry generation."""
+
+    generation: int
+    models: dict[str, ModelRouting]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    id: int
+    name: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: an API key's name and scopes (``admin`` implies ``read``)."""
+
+    name: str
+    scopes: frozenset[str]
+
+    def has(self, scope: str) -> bool:
+        return scope in self.scopes or "admin" in self.scopes
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredArtifact:
+    """A durable blob in the content-addressed store."""
+
+    sha256: str
+    size_bytes: int
+    path: Path
+    storage_path: str

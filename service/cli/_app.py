@@ -1,0 +1,24 @@
+"""The click group; verbs live in their own modules and attach themselves here."""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ("cli", "main")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="modelport")
+def cli() -> None:
+    """modelport: a versioned model registry and inference server."""
+
+
+def _attach() -> None:
+    # Importing the verb modules registers their commands on ``cli``.
+    from service.cli import plugin_cmds, registry_cmds, serve_cmd  # noqa: F401
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _attach()
+    cli()

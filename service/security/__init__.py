@@ -1,0 +1,1 @@
+"""Security: API keys and scopes, artifact format sniffing and pickle pre-scanning."""

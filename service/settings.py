@@ -1,0 +1,111 @@
+"""Runtime settings: the only place the process environment is read.
+
+Every field maps to ``MODELPORT_<FIELD>`` (and a ``.env`` file). Settings are validated once at
+start-up; the rest of the code receives a :class:`Settings` instance.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ("Settings",)
+
+
+class Settings(BaseSettings):
+    """modelport configuration (env prefix ``MODELPORT_``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MODELPORT_", env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    data_dir: Path = Path("./modelport-data")
+    """Root for the embedded SQLite file and, unless ``artifact_dir`` is set, the artifact store."""
+    database_url: str | None = None
+    """SQLAlchemy async URL. Default: ``sqlite+aiosqlite:///<data_dir>/registry.db``; PostgreSQL via
+    ``postgresql+asyncpg://...`` (a plain ``postgresql://`` URL is upgraded to asyncpg)."""
+    artifact_dir: Path | None = None
+    """Content-addressed artifact store. Default ``<data_dir>/artifacts``; a shared mount for replicas."""
+    host: str = "127.0.0.1"
+    """Bind address. Loopback by default; any other address requires ``admin_token`` or stored keys."""
+    port: int = Field(default=8000, ge=0, le=65535)
+    """Bind port."""
+    workers: int = Field(default=1, ge=1, le=64)
+    """Server worker processes. Each keeps its own engines; registry changes reach all of them."""
+    server: Literal["uvicorn", "granian"] = "uvicorn"
+    """ASGI server used by ``modelport serve``."""
+    admin_token: SecretStr | None = None
+    """Bootstrap admin key (scopes admin+read). Never logged."""
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1", "[::1]", "testserver")
+    """``Host`` header values accepted (DNS-rebinding guard). ``*`` allows all; ``*.example.com`` subdomains."""
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    """Inference device. ``auto`` = CUDA when available, else CPU (the fallback is logged)."""
+    use_fp16: bool = False
+    """Run TorchScript engines in half precision on CUDA."""
+    intra_op_threads: int = Field(default=0, ge=0, le=256)
+    """Threads inside one inference call (0 = backend default)."""
+    inter_op_threads: int = Field(default=0, ge=0, le=256)
+    """Threads across independent operators (0 = backend default)."""
+    max_batch_size: int = Field(default=32, ge=1, le=4096)
+    """Largest batch the dynamic batcher assembles, and the largest batch one request may carry."""
+    max_batch_delay_ms: float = Field(default=2.0, ge=0.0, le=1000.0)
+    """How long the oldest queued request may wait for others to join its batch."""
+    max_queue: int = Field(default=256, ge=1, le=1_000_000)
+    """Requests waiting per engine; beyond this a request gets 503 + Retry-After at once."""
+    queue_timeout_ms: float = Field(default=0.0, ge=0.0)
+    """Default queue timeout (0 = none). A request waiting longer gets 503 instead of running stale."""
+    inference_threads: int = Field(default=1, ge=1, le=64)
+    """Worker threads running batches per engine (backends release the GIL)."""
+    max_loaded_engines: int = Field(default=8, ge=1, le=1024)
+    """LRU cap on loaded engines; versions an alias or split routes to are never evicted."""
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    """Largest inference request body (after decompression): beyond it 413."""
+    max_artifact_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=1)
+    """Largest artifact accepted at registration, enforced while streaming."""
+    registry_poll_interval_s: float = Field(default=1.0, gt=0.0, le=60.0)
+    """How often each worker checks the registry generation for promotions, splits and archives."""
+    drain_timeout_s: float = Field(default=20.0, ge=0.0, le=600.0)
+    """On SIGTERM: readiness goes false, then in-flight requests get this long to finish."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Minimum log level."""
+    log_format: Literal["json", "console"] = "json"
+    """``json`` for production, ``console`` for humans."""
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        """The async SQLAlchemy URL actually used."""
+        if self.database_url is None:
+            return f"sqlite+aiosqlite:///{(self.data_dir / 'registry.db').resolve()}"
+        url = self.database_url
+        for plain in ("postgresql://", "postgres://"):
+            if url.startswith(plain):
+                return "postgresql+asyncpg://" + url[len(plain) :]
+        if url.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+        return url
+
+    @cached_property
+    def resolved_artifact_dir(self) -> Path:
+        """Where artifacts are stored."""
+        return (self.artifact_dir or self.data_dir / "artifacts").resolve()
+
+    @property
+    def is_loopback(self) -> bool:
+        """Whether the bind address is only reachable from this machine."""
+        return self.host in {"127.0.0.1", "localhost", "::1"} or self.host.startswith("127.")
