@@ -1,0 +1,1 @@
+"""Litestar controllers: thin adapters that call the data plane or the management services."""

@@ -1,0 +1,183 @@
+"""HTTP adapters of the data plane for ``/v2/.../infer`` and ``/v1/.../predict``.
+
+They work on raw bytes and lowercase header maps so that the same code serves both the lean ASGI fast
+path (``service.asgi``) and the Litestar handlers that document these routes in OpenAPI.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import structlog
+
+from service.codecs.v1 import decode_predict_request, encode_predict_response
+from service.codecs.v2 import decode_infer_request, encode_infer_response
+from service.errors import InvalidInput, UnsupportedMediaType
+from service.exception_handlers import error_reply
+from service.runtime import Runtime
+
+__all__ = ("InferenceHTTP", "Reply", "ALLOWED_CONTENT_TYPES")
+
+_log = structlog.get_logger(__name__)
+
+ALLOWED_CONTENT_TYPES = frozenset(
+    {"", "application/json", "application/octet-stream", "text/plain", "application/x-www-form-urlencoded"}
+)
+"""The closed list of request media types we decode (JSON or the V2 binary extension). Anything else,
+pickle above all, is refused with 415 before a byte is parsed."""
+
+
+@dataclass(slots=True)
+class Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    media_type: str = "application/json"
+
+
+def _check_content_type(headers: Mapping[str, str]) -> None:
+    media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media not in ALLOWED_CONTENT_TYPES:
+        raise UnsupportedMediaType(
+            f"unsupported Content-Type '{media}': send JSON or the V2 binary tensor extension "
+            "(application/json or application/octet-stream)"
+        )
+
+
+def _header_length(headers: Mapping[str, str]) -> int | None:
+    raw = headers.get("inference-header-content-length")
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"Inference-Header-Content-Length must be an integer, got {raw[:32]!r}") from None
+    if value < 0:
+        raise InvalidInput("Inference-Header-Content-Length must not be negative")
+    return value
+
+
+class InferenceHTTP:
+    """Builds replies for inference routes; every error becomes an ``{"error": ...}`` reply."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+
+    async def v2_infer(
+        self, model: str, version: str | None, body: bytes, headers: Mapping[str, str], request_id: str
+    ) -> Reply:
+        started = time.perf_counter()
+        rt = self._rt
+        served_version = version or "-"
+        status = 500
+        rt.enter()
+        try:
+            _check_content_type(headers)
+            request = decode_infer_request(
+                body,
+                header_length=_header_length(headers),
+                content_encoding=headers.get("content-encoding"),
+                max_bytes=rt.settings.max_body_bytes,
+            )
+            dataplane = rt.dataplane
+            assert dataplane is not None
+            served = await dataplane.resolve(model, version, headers.get("x-routing-key"))
+            served_version = served.record.version
+            timeout_s = request.timeout_us / 1e6 if request.timeout_us else None
+            if timeout_s is None and rt.settings.queue_timeout_ms > 0:
+                timeout_s = rt.settings.queue_timeout_ms / 1000.0
+            result = await dataplane.infer(served, request.inputs, timeout_s=timeout_s)
+            payload, json_length = encode_infer_response(
+                model_name=model,
+                model_version=served_version,
+                request_id=request.id,
+                outputs=result.outputs,
+                output_specs=served.outputs,
+                requested_outputs=request.outputs,
+                binary_data_output=request.binary_data_output,
+            )
+            status = 200
+            reply_headers = {"X-Model-Version": served_version}
+            if json_length is not None:
+                reply_headers["Inference-Header-Content-Length"] = str(json_length)
+                return Reply(200, payload, reply_headers, "application/octet-stream")
+            return Reply(200, payload, reply_headers)
+        except Exception as exc:  # noqa: BLE001 - every failure is an {"error": ...} reply
+            status, payload, extra = error_reply(exc, request_id)
+            self._count_rejection(exc, model, served_version)
+            if served_version != "-":
+                extra["X-Model-Version"] = served_version
+            return Reply(status, payload, extra)
+        finally:
+            rt.leave()
+            self._observe(model, served_version, "v2_infer", status, started)
+
+    async def v1_predict(
+        self, model: str, version: str | None, body: bytes, headers: Mapping[str, str], request_id: str
+    ) -> Reply:
+        started = time.perf_counter()
+        rt = self._rt
+        served_version = version or "-"
+        status = 500
+        predictions: list[str] | None = None
+        rt.enter()
+        try:
+            _check_content_type(headers)
+            if len(body) > rt.settings.max_body_bytes:
+                raise InvalidInput("body too large")
+            dataplane = rt.dataplane
+            assert dataplane is not None
+            served = await dataplane.resolve(model, version, headers.get("x-routing-key"))
+            served_version = served.record.version
+            tensors = decode_predict_request(body, served.inputs)
+            timeout_s = rt.settings.queue_timeout_ms / 1000.0 if rt.settings.queue_timeout_ms > 0 else None
+            result = await dataplane.infer(served, tensors, timeout_s=timeout_s)
+            post_started = time.perf_counter()
+            payload, predictions = encode_predict_response(
+                model_name=model,
+                model_version=served_version,
+                outputs=result.outputs,
+                output_specs=served.outputs,
+                postprocess=served.postprocess,
+                preprocessing_ms=result.preprocessing_ms,
+                inference_ms=result.inference_ms,
+                postprocessing_started=post_started,
+            )
+            status = 200
+            return Reply(200, payload, {"X-Model-Version": served_version})
+        except Exception as exc:  # noqa: BLE001
+            status, payload, extra = error_reply(exc, request_id)
+            self._count_rejection(exc, model, served_version)
+            if served_version != "-":
+                extra["X-Model-Version"] = served_version
+            return Reply(status, payload, extra)
+        finally:
+            rt.leave()
+            self._observe(model, served_version, "v1_predict", status, started, predictions)
+
+    def _count_rejection(self, exc: Exception, model: str, version: str) -> None:
+        from service.errors import EngineUnavailable, Overloaded
+
+        if isinstance(exc, Overloaded):
+            reason = "queue_timeout" if "timeout" in exc.message else "queue_full"
+        elif isinstance(exc, EngineUnavailable):
+            reason = "not_ready"
+        else:
+            return
+        self._rt.metrics.rejected.labels(model=model, version=version, reason=reason).inc()
+
+    def _observe(
+        self, model: str, version: str, route: str, status: int, started: float, predictions: list[str] | None = None
+    ) -> None:
+        elapsed = time.perf_counter() - started
+        if version == "-":
+            model = "_unresolved"  # never label by a client-chosen name that did not resolve (cardinality)
+        m = self._rt.metrics
+        m.requests.labels(model=model, version=version, route=route, status=str(status)).inc()
+        if status == 200:
+            m.request_duration.labels(model=model, version=version, route=route).observe(elapsed)
+        if version != "-" and status != 404:
+            self._rt.stats.record(model, version, latency_ms=elapsed * 1000.0, error=status >= 500,
+                                  predictions=predictions)

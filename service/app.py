@@ -1,0 +1,81 @@
+"""The app factory: Litestar (routing, OpenAPI, admin) wrapped by the lean inference path. No logic here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.config.compression import CompressionConfig  # noqa: F401 - documented: never compress V2
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme, Tag
+
+from service import __version__
+from service.api.admin import ADMIN_CONTROLLERS
+from service.api.metrics import metrics
+from service.api.v1_predict import V1Controller
+from service.api.v2_inference import V2Controller
+from service.asgi import ModelportASGI
+from service.exception_handlers import exception_handlers
+from service.observability.logging import configure_logging
+from service.plugins import PluginRegistry
+from service.runtime import Runtime
+from service.security.exposure import check_exposure
+from service.settings import Settings
+
+__all__ = ("create_app", "create_app_from_env")
+
+_DESCRIPTION = """modelport serves versioned PyTorch/ONNX models over the Open Inference Protocol (KServe V2,
+binary tensor extension included) and a simple JSON predict API, with a registry, aliases, weighted sticky
+A/B splits and an audit log. Admin routes need `Authorization: Bearer <key>`. Errors are `{"error": "..."}`."""
+
+
+def _openapi() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="modelport",
+        version=__version__,
+        description=_DESCRIPTION,
+        path="/schema",
+        render_plugins=[SwaggerRenderPlugin(), RedocRenderPlugin(path="/redoc"), JsonRenderPlugin()],
+        components=Components(
+            security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", description="API key")}
+        ),
+        tags=[
+            Tag(name="inference (V2)", description="Open Inference Protocol"),
+            Tag(name="inference (simple)", description="JSON predict with postprocessing"),
+        ],
+    )
+
+
+def create_app(settings: Settings | None = None, *, plugins: PluginRegistry | None = None) -> ModelportASGI:
+    """Build the ASGI app for one worker. Nothing connects until the lifespan starts."""
+    settings = settings or Settings()
+    check_exposure(settings)
+    configure_logging(settings.log_level, settings.log_format)
+    runtime = Runtime(settings, plugins=plugins)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = Litestar(
+        route_handlers=[V2Controller, V1Controller, *ADMIN_CONTROLLERS, metrics],
+        lifespan=[lifespan],
+        exception_handlers=exception_handlers,
+        openapi_config=_openapi(),
+        state=None,
+        debug=False,
+        request_max_body_size=settings.max_body_bytes,
+    )
+    app.state.runtime = runtime
+    return ModelportASGI(app, runtime)
+
+
+def create_app_from_env() -> ModelportASGI:
+    """Factory for ASGI servers started by import string (``--factory``), one call per worker process."""
+    return create_app(Settings())

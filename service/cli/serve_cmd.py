@@ -1,0 +1,113 @@
+"""``modelport serve``: run the service on a real ASGI server (uvicorn by default, granian optional)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from types import FrameType
+
+import click
+
+from service.cli._app import cli
+from service.settings import Settings
+
+__all__ = ("serve",)
+
+
+def _apply_overrides(**overrides: object) -> Settings:
+    """CLI flags win over the environment; exported so every worker process sees the same settings."""
+    for key, value in overrides.items():
+        if value is not None:
+            os.environ[f"MODELPORT_{key.upper()}"] = str(value)
+    return Settings()
+
+
+async def _ensure_demo(settings: Settings) -> None:
+    try:
+        from modelport_zoo.demo import run_demo  # type: ignore[import-not-found]
+    except ImportError:
+        raise click.ClickException(
+            "--demo needs the demo plugin: pip install -e plugins/modelport-onnx -e plugins/modelport-torch "
+            "-e plugins/modelport-zoo"
+        ) from None
+    from service.context import Services
+
+    services = await Services.open(settings, migrate=settings.resolved_database_url.startswith("sqlite"))
+    try:
+        await run_demo(services, skip_if_present=True)
+    finally:
+        await services.close()
+
+
+def _run_uvicorn(settings: Settings) -> None:
+    import uvicorn
+
+    common = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": int(settings.drain_timeout_s) or None,
+        "loop": "auto",
+        "http": "auto",
+    }
+    if settings.workers > 1:
+        uvicorn.run("service.app:create_app_from_env", factory=True, workers=settings.workers, **common)  # type: ignore[arg-type]
+        return
+    from service.app import create_app
+
+    app = create_app(settings)
+
+    class DrainingServer(uvicorn.Server):
+        """Flips readiness to false the moment SIGTERM arrives, before uvicorn stops accepting."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            app.runtime.begin_drain()
+            super().handle_exit(sig, frame)
+
+    server = DrainingServer(uvicorn.Config(app, **common))  # type: ignore[arg-type]
+    server.run()
+
+
+def _run_granian(settings: Settings) -> None:
+    try:
+        from granian import Granian
+        from granian.constants import Interfaces
+    except ImportError:
+        raise click.ClickException("granian is not installed: pip install 'modelport[granian]'") from None
+    Granian(
+        "service.app:create_app_from_env",
+        factory=True,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        workers=settings.workers,
+    ).serve()
+
+
+@cli.command()
+@click.option("--host", default=None, help="Bind address (default 127.0.0.1; others need MODELPORT_ADMIN_TOKEN).")
+@click.option("--port", type=int, default=None, help="Bind port (default 8000).")
+@click.option("--workers", type=int, default=None, help="Worker processes (default 1).")
+@click.option("--server", type=click.Choice(["uvicorn", "granian"]), default=None, help="ASGI server.")
+@click.option("--demo", is_flag=True, help="Train and register the demo model 'digits' first if absent.")
+def serve(host: str | None, port: int | None, workers: int | None, server: str | None, demo: bool) -> None:
+    """Serve the registry's models over HTTP (V2 inference, predict, admin, /schema, /metrics)."""
+    from service.security.exposure import ExposureError, check_exposure
+
+    settings = _apply_overrides(host=host, port=port, workers=workers, server=server)
+    try:
+        check_exposure(settings)
+    except ExposureError as exc:
+        raise click.ClickException(str(exc)) from None
+    if demo:
+        asyncio.run(_ensure_demo(settings))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    click.echo(f"modelport serving on http://{settings.host}:{settings.port} (docs at /schema)", err=True)
+    if settings.server == "granian":
+        _run_granian(settings)
+    else:
+        _run_uvicorn(settings)
+    sys.exit(0)

@@ -1,0 +1,103 @@
+"""The only place domain errors become HTTP status codes and ``{"error": ...}`` bodies.
+
+Every route answers errors as ``{"error": "<message>"}`` (the V2 protocol's shape; tritonclient reads it).
+Our own faults are 500 with the request id and no internals; the traceback goes to the log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+
+from registry_db import errors as reg
+from service import errors as svc
+
+__all__ = ("STATUS_BY_ERROR", "error_reply", "exception_handlers")
+
+_log = structlog.get_logger(__name__)
+
+STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
+    (svc.InvalidInput, 400),
+    (reg.InvalidName, 400),
+    (svc.Unauthorized, 401),
+    (svc.Forbidden, 403),
+    (svc.NotFound, 404),
+    (reg.NotFound, 404),
+    (svc.Conflict, 409),
+    (reg.Conflict, 409),
+    (reg.DuplicateKey, 409),
+    (svc.PayloadTooLarge, 413),
+    (reg.ArtifactTooLarge, 413),
+    (svc.UnsupportedMediaType, 415),
+    (svc.ArtifactRejected, 422),
+    (reg.IntegrityError, 422),
+    (svc.NotImplementedFeature, 501),
+    (svc.Overloaded, 503),
+    (svc.EngineUnavailable, 503),
+    (svc.RegistryUnavailable, 503),
+    (reg.DatabaseUnavailable, 503),
+    (svc.BackendFailure, 500),
+)
+_encoder = msgspec.json.Encoder()
+
+
+def status_for(exc: BaseException) -> int:
+    for kind, status in STATUS_BY_ERROR:
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
+def error_reply(exc: BaseException, request_id: str | None = None) -> tuple[int, bytes, dict[str, str]]:
+    """Status, JSON body and extra headers for an exception raised while handling a request."""
+    status = status_for(exc)
+    headers: dict[str, str] = {}
+    if isinstance(exc, svc.ModelportError) and status != 500:
+        message = exc.message
+    elif isinstance(exc, reg.RegistryError) and status != 500:
+        message = str(exc)
+    else:
+        _log.error("internal_error", error_type=type(exc).__name__, exc_info=exc)
+        message = f"internal server error (request id {request_id or 'unknown'})"
+    if status == 503:
+        headers["Retry-After"] = str(getattr(exc, "retry_after_s", 1))
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="modelport"'
+    return status, _encoder.encode({"error": message}), headers
+
+
+def _domain_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    status, body, headers = error_reply(exc, request.scope.get("state", {}).get("request_id"))
+    return Response(content=body, status_code=status, headers=headers, media_type="application/json")
+
+
+def _http_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    message = exc.detail or "request failed"
+    extra = getattr(exc, "extra", None)
+    if exc.status_code == 400 and extra:
+        message = f"{message}: {msgspec.json.encode(extra).decode()}"
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no route for {request.method} {request.url.path}"
+    if exc.status_code == 405:
+        message = f"method {request.method} not allowed on {request.url.path}"
+    if exc.status_code >= 500:
+        _log.error("internal_error", error_type=type(exc).__name__, exc_info=exc)
+    headers = dict(exc.headers or {})
+    return Response(content=_encoder.encode({"error": message}), status_code=exc.status_code, headers=headers,
+                    media_type="application/json")
+
+
+def _internal_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    return _domain_handler(request, exc)
+
+
+exception_handlers: dict[type[Exception] | int, Any] = {
+    svc.ModelportError: _domain_handler,
+    reg.RegistryError: _domain_handler,
+    HTTPException: _http_handler,
+    Exception: _internal_handler,
+}

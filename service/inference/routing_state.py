@@ -1,0 +1,166 @@
+"""This worker's view of the registry: the routing snapshot, cached version records, and the watcher
+that keeps both current (a generation counter polled every ``registry_poll_interval_s``).
+
+A new snapshot only takes effect after the engines it routes to are loaded and warm; a model whose new
+target cannot load keeps its previous routing (reported in readiness detail, metrics and logs). While
+the database is unreachable the last snapshot and the loaded engines keep serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import replace
+from typing import Any
+
+import structlog
+
+from registry_db.errors import DatabaseUnavailable
+from registry_db.errors import NotFound as RegistryNotFound
+from registry_db.records import ModelRouting, RoutingSnapshot, VersionRecord
+from service.errors import EngineUnavailable, NotFound, RegistryUnavailable
+from service.inference.engine_pool import EnginePool
+from service.inference.routing import choose_version
+from service.observability.metrics import Metrics
+
+__all__ = ("RoutingState",)
+
+_log = structlog.get_logger(__name__)
+_MISS_REFRESH_INTERVAL_S = 0.25
+
+
+def routed_versions(routing: ModelRouting) -> set[str]:
+    """Versions an unversioned call may land on, plus every aliased version (warmed, pinned)."""
+    return {entry.version for entry in routing.splits} | set(routing.aliases.values())
+
+
+class RoutingState:
+    """Resolves (model, version?, routing key) to a version record, keeping the snapshot fresh."""
+
+    def __init__(self, *, registry: Any, pool: EnginePool, metrics: Metrics, poll_interval_s: float) -> None:
+        self._registry = registry
+        self._pool = pool
+        self._metrics = metrics
+        self._poll_interval_s = poll_interval_s
+        self._snapshot = RoutingSnapshot(generation=-1, models={})
+        self._records: dict[tuple[str, str], VersionRecord] = {}
+        self._refresh_lock = asyncio.Lock()
+        self._last_refresh = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self.held_back: dict[str, str] = {}
+        """Models whose new routing could not be applied, with the reason (readiness detail)."""
+        self.last_error: str | None = None
+
+    @property
+    def snapshot(self) -> RoutingSnapshot:
+        return self._snapshot
+
+    # -- refresh ------------------------------------------------------------------------------------
+    async def refresh(self, *, force: bool = False) -> bool:
+        """Fetch the snapshot if the generation moved; returns whether routing changed."""
+        async with self._refresh_lock:
+            self._last_refresh = time.monotonic()
+            try:
+                generation = await self._registry.generation()
+                if generation == self._snapshot.generation and not force:
+                    return False
+                fresh = await self._registry.routing_snapshot()
+            except DatabaseUnavailable as exc:
+                self.last_error = str(exc)
+                _log.warning("registry_unreachable", error=str(exc))
+                return False
+            self.last_error = None
+            await self._apply(fresh)
+            return True
+
+    async def _apply(self, fresh: RoutingSnapshot) -> None:
+        previous = self._snapshot
+        self._records.clear()
+        models = dict(fresh.models)
+        held: dict[str, str] = {}
+        for name, routing in fresh.models.items():
+            try:
+                for version in sorted(routed_versions(routing)):
+                    record = await self._record(name, version)
+                    await self._pool.acquire(record, retry_failed=True)
+            except (EngineUnavailable, NotFound, RegistryUnavailable) as exc:
+                old = previous.models.get(name)
+                held[name] = exc.message
+                if old is not None:
+                    # keep routing where it was, but know about newly registered versions
+                    models[name] = replace(old, active_versions=routing.active_versions)
+                _log.error("routing_held_back", model=name, reason=exc.message)
+        self.held_back = held
+        self._snapshot = RoutingSnapshot(generation=fresh.generation, models=models)
+        self._metrics.registry_generation.set(fresh.generation)
+        pinned = {(name, v) for name, routing in models.items() for v in routed_versions(routing)}
+        self._pool.set_pinned(pinned)
+        for model, version in self._pool.loaded_keys:
+            routing = models.get(model)
+            if routing is None or version not in routing.active_versions:
+                self._pool.unload(model, version)  # archived or deleted
+        _log.info("routing_applied", generation=fresh.generation, models=len(models), held_back=len(held))
+
+    async def run(self) -> None:
+        """Poll forever (background task of the app's lifespan)."""
+        while True:
+            await asyncio.sleep(self._poll_interval_s)
+            try:
+                await self.refresh()
+            except Exception:  # noqa: BLE001 - the watcher must survive anything
+                _log.exception("routing_refresh_failed")
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self.run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # -- resolution ---------------------------------------------------------------------------------
+    async def _record(self, model: str, version: str) -> VersionRecord:
+        key = (model, version)
+        record = self._records.get(key)
+        if record is None:
+            try:
+                record = await self._registry.get_version(model, version)
+            except RegistryNotFound:
+                raise NotFound(f"model '{model}' has no version '{version}'") from None
+            except DatabaseUnavailable as exc:
+                raise RegistryUnavailable(f"registry unavailable: {exc}") from None
+            self._records[key] = record
+        return record
+
+    async def _routing(self, model: str) -> ModelRouting:
+        routing = self._snapshot.models.get(model)
+        if routing is None and time.monotonic() - self._last_refresh > _MISS_REFRESH_INTERVAL_S:
+            await self.refresh()
+            routing = self._snapshot.models.get(model)
+        if routing is None:
+            raise NotFound(f"unknown model '{model}'")
+        return routing
+
+    async def resolve(self, model: str, version: str | None, routing_key: str | None) -> VersionRecord:
+        """The version record serving this call; NotFound says why when none does."""
+        routing = await self._routing(model)
+        if version is None:
+            chosen = choose_version(routing, routing_key, model=model)
+            if chosen is None:
+                raise NotFound(
+                    f"model '{model}' has no traffic split and no 'production' alias: "
+                    "call a specific version or promote one"
+                )
+            version = chosen
+        elif version not in routing.active_versions:
+            if time.monotonic() - self._last_refresh > _MISS_REFRESH_INTERVAL_S:
+                await self.refresh()
+                routing = self._snapshot.models.get(model, routing)
+            if version not in routing.active_versions:
+                raise NotFound(f"model '{model}' has no active version '{version}'")
+        return await self._record(model, version)
+
+    def model_versions(self, model: str) -> ModelRouting | None:
+        return self._snapshot.models.get(model)

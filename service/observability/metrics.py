@@ -1,0 +1,56 @@
+"""Prometheus metrics. Names are a contract with docs/monitoring.md and deploy/prometheus rules.
+
+Each process has its own registry (with ``PROMETHEUS_MULTIPROC_DIR`` unset, workers report separately and
+Prometheus aggregates across pods and workers).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ("Metrics", "CONTENT_TYPE_LATEST")
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class Metrics:
+    """All metrics of one service instance (own registry: tests create many apps in one process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "modelport_requests", "Inference requests by outcome", ("model", "version", "route", "status"), registry=r
+        )
+        self.request_duration = Histogram(
+            "modelport_request_duration_seconds", "End-to-end inference request latency",
+            ("model", "version", "route"), buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.inference_duration = Histogram(
+            "modelport_inference_duration_seconds", "Backend predict time per batch", ("model", "version"),
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.batch_size = Histogram(
+            "modelport_batch_size", "Rows per executed batch", ("model", "version"), buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.queue_depth = Gauge("modelport_queue_depth", "Requests waiting per engine", ("model", "version"), registry=r)
+        self.rejected = Counter(
+            "modelport_rejected", "Requests refused by backpressure", ("model", "version", "reason"), registry=r
+        )
+        self.loaded_engines = Gauge("modelport_loaded_engines", "Engines currently loaded", registry=r)
+        self.load_failures = Counter(
+            "modelport_engine_load_failures", "Engine loads that failed", ("model", "version"), registry=r
+        )
+        self.integrity_failures = Counter(
+            "modelport_integrity_failures", "Artifacts refused for a sha256 mismatch", ("model", "version"), registry=r
+        )
+        self.registry_generation = Gauge(
+            "modelport_registry_generation", "Registry generation this worker routes by", registry=r
+        )
+        self.ready = Gauge("modelport_ready", "1 when this worker is ready for traffic", registry=r)
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)
