@@ -40,10 +40,7 @@ def _host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
     else:
         name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
     name = name.lower()
-    for pattern in allowed:
-        if name == pattern or (pattern.startswith("*.") and name.endswith(pattern[1:])):
-            return True
-    return False
+    return any(name == pattern or (pattern.startswith("*.") and name.endswith(pattern[1:])) for pattern in allowed)
 
 
 class ModelportASGI:
@@ -77,11 +74,11 @@ class ModelportASGI:
             path = scope["path"]
             match = _INFER.match(path)
             if match is not None:
-                await self._fast(self.inference.v2_infer, match, scope, receive, send, headers, request_id)
+                await self._fast(self.inference.v2_infer, match, receive, send, headers, request_id)
                 return
             match = _PREDICT.match(path)
             if match is not None:
-                await self._fast(self.inference.v1_predict, match, scope, receive, send, headers, request_id)
+                await self._fast(self.inference.v1_predict, match, receive, send, headers, request_id)
                 return
 
         async def send_with_id(message: Message) -> None:
@@ -95,7 +92,6 @@ class ModelportASGI:
         self,
         handler: Callable[..., Awaitable[Reply]],
         match: re.Match[str],
-        scope: Scope,
         receive: Receive,
         send: Send,
         headers: dict[str, str],

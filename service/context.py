@@ -23,7 +23,9 @@ class Services:
     plugins: PluginRegistry
 
     @classmethod
-    async def open(cls, settings: Settings, *, plugins: PluginRegistry | None = None, migrate: bool = False) -> Services:
+    async def open(
+        cls, settings: Settings, *, plugins: PluginRegistry | None = None, migrate: bool = False
+    ) -> Services:
         """Connect to the registry and the store; ``migrate`` upgrades the schema to head first."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         if migrate:

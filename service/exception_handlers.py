@@ -87,8 +87,12 @@ def _http_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Respon
     if exc.status_code >= 500:
         _log.error("internal_error", error_type=type(exc).__name__, exc_info=exc)
     headers = dict(exc.headers or {})
-    return Response(content=_encoder.encode({"error": message}), status_code=exc.status_code, headers=headers,
-                    media_type="application/json")
+    return Response(
+        content=_encoder.encode({"error": message}),
+        status_code=exc.status_code,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
 def _internal_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

@@ -49,8 +49,12 @@ class Runtime:
         if not is_sqlite:
             current = await current_async(s.resolved_database_url)
             if current != head_revision():
-                _log.warning("registry_schema_not_at_head", current=current, head=head_revision(),
-                             hint="run 'modelport db upgrade'")
+                _log.warning(
+                    "registry_schema_not_at_head",
+                    current=current,
+                    head=head_revision(),
+                    hint="run 'modelport db upgrade'",
+                )
         self.pool = EnginePool(settings=s, store=services.store, plugins=services.plugins, metrics=self.metrics)
         self.routing = RoutingState(
             registry=services.registry, pool=self.pool, metrics=self.metrics, poll_interval_s=s.registry_poll_interval_s

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ("Settings",)
 
@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     """ASGI server used by ``modelport serve``."""
     admin_token: SecretStr | None = None
     """Bootstrap admin key (scopes admin+read). Never logged."""
-    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1", "[::1]", "testserver")
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ("127.0.0.1", "localhost", "::1", "[::1]", "testserver")
     """``Host`` header values accepted (DNS-rebinding guard). ``*`` allows all; ``*.example.com`` subdomains."""
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     """Inference device. ``auto`` = CUDA when available, else CPU (the fallback is logged)."""
@@ -83,7 +83,11 @@ class Settings(BaseSettings):
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:
-        if isinstance(value, str) and not value.lstrip().startswith("["):
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                import json
+
+                return tuple(json.loads(value))
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 

@@ -178,6 +178,17 @@ class InferenceHTTP:
         m.requests.labels(model=model, version=version, route=route, status=str(status)).inc()
         if status == 200:
             m.request_duration.labels(model=model, version=version, route=route).observe(elapsed)
+        else:  # successful calls are counted, not logged: a log line per request would cost more than inference
+            log = _log.error if status >= 500 else _log.info
+            log(
+                "inference_failed",
+                model=model,
+                version=version,
+                route=route,
+                status=status,
+                duration_ms=round(elapsed * 1000.0, 3),
+            )
         if version != "-" and status != 404:
-            self._rt.stats.record(model, version, latency_ms=elapsed * 1000.0, error=status >= 500,
-                                  predictions=predictions)
+            self._rt.stats.record(
+                model, version, latency_ms=elapsed * 1000.0, error=status >= 500, predictions=predictions
+            )

@@ -91,8 +91,9 @@ class V2Controller(Controller):
     async def model_metadata(self, rt: Runtime, model_name: str) -> ModelMetadata:
         return await _metadata(rt, model_name, None)
 
-    @get("/models/{model_name:str}/versions/{version:str}", summary="Model version metadata",
-         responses=errors(404, 503))
+    @get(
+        "/models/{model_name:str}/versions/{version:str}", summary="Model version metadata", responses=errors(404, 503)
+    )
     async def version_metadata(self, rt: Runtime, model_name: str, version: str) -> ModelMetadata:
         return await _metadata(rt, model_name, version)
 
@@ -100,8 +101,11 @@ class V2Controller(Controller):
     async def model_ready(self, rt: Runtime, model_name: str) -> dict[str, Any]:
         return await self._ready(rt, model_name, None)
 
-    @get("/models/{model_name:str}/versions/{version:str}/ready", summary="Model version readiness",
-         responses=errors(404, 503))
+    @get(
+        "/models/{model_name:str}/versions/{version:str}/ready",
+        summary="Model version readiness",
+        responses=errors(404, 503),
+    )
     async def version_ready(self, rt: Runtime, model_name: str, version: str) -> dict[str, Any]:
         return await self._ready(rt, model_name, version)
 
@@ -121,8 +125,9 @@ class V2Controller(Controller):
         responses=errors(400, 404, 413, 415, 500, 503),
         request_max_body_size=None,
     )
-    async def infer(self, request: Request[Any, Any, Any], rt: Runtime, model_name: str,
-                    data: InferRequest) -> InferResponse:
+    async def infer(
+        self, request: Request[Any, Any, Any], rt: Runtime, model_name: str, data: InferRequest
+    ) -> InferResponse:
         return await self._infer(request, rt, model_name, None, data)  # type: ignore[return-value]
 
     @post(
@@ -132,18 +137,21 @@ class V2Controller(Controller):
         responses=errors(400, 404, 413, 415, 500, 503),
         request_max_body_size=None,
     )
-    async def infer_version(self, request: Request[Any, Any, Any], rt: Runtime, model_name: str, version: str,
-                            data: InferRequest) -> InferResponse:
+    async def infer_version(
+        self, request: Request[Any, Any, Any], rt: Runtime, model_name: str, version: str, data: InferRequest
+    ) -> InferResponse:
         return await self._infer(request, rt, model_name, version, data)  # type: ignore[return-value]
 
     @staticmethod
-    async def _infer(request: Request[Any, Any, Any], rt: Runtime, model: str, version: str | None,
-                     data: InferRequest) -> Response[bytes]:
+    async def _infer(
+        request: Request[Any, Any, Any], rt: Runtime, model: str, version: str | None, data: InferRequest
+    ) -> Response[bytes]:
         from service.api.inference_http import InferenceHTTP
 
         headers = {k.lower(): v for k, v in request.headers.items()}
         headers.pop("inference-header-content-length", None)
         headers.pop("content-encoding", None)
-        reply = await InferenceHTTP(rt).v2_infer(model, version, msgspec.json.encode(data), headers,
-                                                 request.scope.get("state", {}).get("request_id", "-"))
+        reply = await InferenceHTTP(rt).v2_infer(
+            model, version, msgspec.json.encode(data), headers, request.scope.get("state", {}).get("request_id", "-")
+        )
         return _as_response(reply)

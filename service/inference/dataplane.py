@@ -48,9 +48,7 @@ class DataPlane:
             served = await self.pool.acquire(record)
         return served
 
-    async def infer(
-        self, served: ServedVersion, tensors: Any, *, timeout_s: float | None = None
-    ) -> InferenceResult:
+    async def infer(self, served: ServedVersion, tensors: Any, *, timeout_s: float | None = None) -> InferenceResult:
         """Validate ``tensors`` against the version's signature, preprocess and run through its batcher."""
         started = time.perf_counter()
         inputs = served.validator.validate(tensors)

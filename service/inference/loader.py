@@ -76,7 +76,9 @@ def load_engine(
     factory = None
     if backend.requires_architecture:
         if not architecture:
-            raise ArtifactRejected(f"backend '{backend_name}' loads bare weights: the manifest must name an architecture")
+            raise ArtifactRejected(
+                f"backend '{backend_name}' loads bare weights: the manifest must name an architecture"
+            )
         try:
             factory = plugins.architecture(architecture)
         except UnknownPlugin as exc:
@@ -99,7 +101,9 @@ def load_engine(
     except (ArtifactRejected, IntegrityError):
         raise
     except Exception as exc:  # noqa: BLE001 - any backend failure becomes a clear refusal
-        raise ArtifactRejected(f"backend '{backend_name}' could not load the artifact: {type(exc).__name__}: {exc}") from exc
+        raise ArtifactRejected(
+            f"backend '{backend_name}' could not load the artifact: {type(exc).__name__}: {exc}"
+        ) from exc
     loaded = time.perf_counter()
     try:
         engine.warmup()
@@ -107,6 +111,12 @@ def load_engine(
         engine.close()
         raise ArtifactRejected(f"warm-up inference failed: {type(exc).__name__}: {exc}") from exc
     warmed = time.perf_counter()
-    _log.info("engine_loaded", backend=backend_name, sha256=sha256[:12], device=engine.device,
-              load_ms=round((loaded - started) * 1000, 1), warmup_ms=round((warmed - loaded) * 1000, 1))
+    _log.info(
+        "engine_loaded",
+        backend=backend_name,
+        sha256=sha256[:12],
+        device=engine.device,
+        load_ms=round((loaded - started) * 1000, 1),
+        warmup_ms=round((warmed - loaded) * 1000, 1),
+    )
     return LoadedArtifact(engine, loaded - started, warmed - loaded)

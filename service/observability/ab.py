@@ -43,8 +43,9 @@ def compare_arms(versions: dict[str, dict[str, Any]], arms: list[str]) -> dict[s
         result["arms"][arm] = {
             "requests": {control: base["requests"], arm: other["requests"]},
             "error_rate_diff": round(other["error_rate"] - base["error_rate"], 6),
-            "error_rate_p_value": _two_proportion_p(base["errors"], base["requests"], other["errors"],
-                                                    other["requests"]),
+            "error_rate_p_value": _two_proportion_p(
+                base["errors"], base["requests"], other["errors"], other["requests"]
+            ),
             "latency_p50_diff_ms": round(p50_b - p50_a, 3) if p50_a is not None and p50_b is not None else None,
             "prediction_tv_distance": _tv_distance(base["predictions"], other["predictions"]),
         }

@@ -16,8 +16,21 @@ import structlog
 __all__ = ("configure_logging", "SENSITIVE_KEYS")
 
 SENSITIVE_KEYS = frozenset(
-    {"authorization", "token", "api_key", "admin_token", "password", "secret", "inputs", "outputs", "data",
-     "email", "body", "cookie", "key"}
+    {
+        "authorization",
+        "token",
+        "api_key",
+        "admin_token",
+        "password",
+        "secret",
+        "inputs",
+        "outputs",
+        "data",
+        "email",
+        "body",
+        "cookie",
+        "key",
+    }
 )
 
 
@@ -49,8 +62,11 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.format_exc_info,
-                    renderer],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)

@@ -25,17 +25,25 @@ class Metrics:
             "modelport_requests", "Inference requests by outcome", ("model", "version", "route", "status"), registry=r
         )
         self.request_duration = Histogram(
-            "modelport_request_duration_seconds", "End-to-end inference request latency",
-            ("model", "version", "route"), buckets=_LATENCY_BUCKETS, registry=r,
+            "modelport_request_duration_seconds",
+            "End-to-end inference request latency",
+            ("model", "version", "route"),
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.inference_duration = Histogram(
-            "modelport_inference_duration_seconds", "Backend predict time per batch", ("model", "version"),
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "modelport_inference_duration_seconds",
+            "Backend predict time per batch",
+            ("model", "version"),
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.batch_size = Histogram(
             "modelport_batch_size", "Rows per executed batch", ("model", "version"), buckets=_BATCH_BUCKETS, registry=r
         )
-        self.queue_depth = Gauge("modelport_queue_depth", "Requests waiting per engine", ("model", "version"), registry=r)
+        self.queue_depth = Gauge(
+            "modelport_queue_depth", "Requests waiting per engine", ("model", "version"), registry=r
+        )
         self.rejected = Counter(
             "modelport_rejected", "Requests refused by backpressure", ("model", "version", "reason"), registry=r
         )

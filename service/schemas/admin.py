@@ -77,8 +77,21 @@ class VersionOut(msgspec.Struct, frozen=True):
     @classmethod
     def of(cls, r: VersionRecord) -> VersionOut:
         return cls(
-            r.model_name, r.version, r.number, r.backend, r.architecture, r.architecture_config, r.sha256,
-            r.size_bytes, r.status, r.created_at, r.created_by, r.signature, r.preprocessing, r.postprocessing, r.card,
+            r.model_name,
+            r.version,
+            r.number,
+            r.backend,
+            r.architecture,
+            r.architecture_config,
+            r.sha256,
+            r.size_bytes,
+            r.status,
+            r.created_at,
+            r.created_by,
+            r.signature,
+            r.preprocessing,
+            r.postprocessing,
+            r.card,
         )
 
 

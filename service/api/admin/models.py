@@ -29,8 +29,11 @@ class ModelsController(Controller):
         record = await rt.services.registry.create_model(data.name, description=data.description, actor=admin.name)
         return ModelOut.of(record)
 
-    @get("/{model_name:str}", summary="Describe a model: versions, aliases, traffic",
-         responses=errors(401, 403, 404, 503))
+    @get(
+        "/{model_name:str}",
+        summary="Describe a model: versions, aliases, traffic",
+        responses=errors(401, 403, 404, 503),
+    )
     async def get_model(self, rt: Runtime, reader: Principal, model_name: str) -> ModelDetailOut:
         assert rt.services is not None
         registry = rt.services.registry

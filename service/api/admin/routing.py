@@ -22,15 +22,16 @@ class RoutingController(Controller):
     tags = ["admin: routing"]
     dependencies = ADMIN_DEPENDENCIES
 
-    @put("/aliases/{alias:str}", summary="Point an alias at a version (promote / roll back)",
-         responses=errors(400, 401, 403, 404, 409, 422, 503))
-    async def set_alias(self, rt: Runtime, admin: Principal, model_name: str, alias: str,
-                        data: AliasBody) -> AliasOut:
+    @put(
+        "/aliases/{alias:str}",
+        summary="Point an alias at a version (promote / roll back)",
+        responses=errors(400, 401, 403, 404, 409, 422, 503),
+    )
+    async def set_alias(self, rt: Runtime, admin: Principal, model_name: str, alias: str, data: AliasBody) -> AliasOut:
         record = await operations.promote(rt, model_name, alias, data.version, admin)
         return AliasOut(record.model_name, record.alias, record.version)
 
-    @delete("/aliases/{alias:str}", summary="Remove an alias", status_code=204,
-            responses=errors(401, 403, 404, 503))
+    @delete("/aliases/{alias:str}", summary="Remove an alias", status_code=204, responses=errors(401, 403, 404, 503))
     async def delete_alias(self, rt: Runtime, admin: Principal, model_name: str, alias: str) -> None:
         await operations.remove_alias(rt, model_name, alias, admin)
 
@@ -40,19 +41,29 @@ class RoutingController(Controller):
         await rt.services.registry.get_model(model_name)
         return TrafficOut.of(await rt.services.registry.get_traffic(model_name), model_name)
 
-    @put("/traffic", summary="Set the weighted A/B split (weights sum to 100)",
-         responses=errors(400, 401, 403, 404, 409, 422, 503))
+    @put(
+        "/traffic",
+        summary="Set the weighted A/B split (weights sum to 100)",
+        responses=errors(400, 401, 403, 404, 409, 422, 503),
+    )
     async def set_traffic(self, rt: Runtime, admin: Principal, model_name: str, data: TrafficBody) -> TrafficOut:
         record = await operations.set_traffic(rt, model_name, [(s.version, s.weight) for s in data.splits], admin)
         return TrafficOut.of(record, model_name)
 
-    @delete("/traffic", summary="Clear the split (unversioned calls follow 'production')", status_code=204,
-            responses=errors(401, 403, 404, 503))
+    @delete(
+        "/traffic",
+        summary="Clear the split (unversioned calls follow 'production')",
+        status_code=204,
+        responses=errors(401, 403, 404, 503),
+    )
     async def clear_traffic(self, rt: Runtime, admin: Principal, model_name: str) -> None:
         await operations.clear_traffic(rt, model_name, admin)
 
-    @get("/stats", summary="Per-version requests, errors, latency percentiles, predictions; A/B comparison",
-         responses=errors(401, 403, 404, 503))
+    @get(
+        "/stats",
+        summary="Per-version requests, errors, latency percentiles, predictions; A/B comparison",
+        responses=errors(401, 403, 404, 503),
+    )
     async def stats(self, rt: Runtime, reader: Principal, model_name: str) -> StatsOut:
         assert rt.services is not None
         await rt.services.registry.get_model(model_name)

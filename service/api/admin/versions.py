@@ -86,13 +86,20 @@ class VersionsController(Controller):
         assert rt.services is not None
         return [VersionOut.of(v) for v in await rt.services.registry.list_versions(model_name)]
 
-    @get("/{version:str}", summary="Show a version: sha256, size, created_at, signature, card",
-         responses=errors(401, 403, 404, 503))
+    @get(
+        "/{version:str}",
+        summary="Show a version: sha256, size, created_at, signature, card",
+        responses=errors(401, 403, 404, 503),
+    )
     async def show(self, rt: Runtime, reader: Principal, model_name: str, version: str) -> VersionOut:
         assert rt.services is not None
         return VersionOut.of(await rt.services.registry.get_version(model_name, version))
 
-    @delete("/{version:str}", summary="Archive a version (409 while an alias or split uses it)", status_code=200,
-            responses=errors(401, 403, 404, 409, 503))
+    @delete(
+        "/{version:str}",
+        summary="Archive a version (409 while an alias or split uses it)",
+        status_code=200,
+        responses=errors(401, 403, 404, 409, 503),
+    )
     async def archive(self, rt: Runtime, admin: Principal, model_name: str, version: str) -> VersionOut:
         return VersionOut.of(await operations.archive(rt, model_name, version, admin))

@@ -1,0 +1,66 @@
+"""``/admin/keys``: create, list and revoke API keys (admin scope). The key is shown once, at creation."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+from litestar import Controller, delete, get, post
+
+from registry_db.records import ApiKeyRecord, Principal
+from service.api.admin._base import ADMIN_DEPENDENCIES
+from service.api.responses import errors
+from service.errors import InvalidInput
+from service.runtime import Runtime
+
+__all__ = ("KeysController",)
+
+_SCOPES = frozenset({"admin", "read"})
+
+
+class CreateKeyBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    scopes: list[str] = msgspec.field(default_factory=lambda: ["read"])
+
+
+class KeyOut(msgspec.Struct, frozen=True):
+    name: str
+    scopes: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, r: ApiKeyRecord) -> KeyOut:
+        return cls(r.name, list(r.scopes), r.created_at, r.revoked_at)
+
+
+class CreatedKeyOut(msgspec.Struct, frozen=True):
+    name: str
+    scopes: list[str]
+    token: str
+    """Shown only in this response; only its hash is stored."""
+
+
+class KeysController(Controller):
+    path = "/admin/keys"
+    tags = ["admin: keys"]
+    dependencies = ADMIN_DEPENDENCIES
+
+    @post("", summary="Create an API key (returned once)", status_code=201, responses=errors(400, 401, 403, 409, 503))
+    async def create(self, rt: Runtime, admin: Principal, data: CreateKeyBody) -> CreatedKeyOut:
+        unknown = set(data.scopes) - _SCOPES
+        if unknown or not data.scopes:
+            raise InvalidInput(f"scopes must be a non-empty subset of {sorted(_SCOPES)}, got {data.scopes}")
+        assert rt.services is not None
+        token, record = await rt.services.registry.create_api_key(data.name, tuple(data.scopes), actor=admin.name)
+        return CreatedKeyOut(record.name, list(record.scopes), token)
+
+    @get("", summary="List API keys (never the keys themselves)", responses=errors(401, 403, 503))
+    async def list_keys(self, rt: Runtime, admin: Principal) -> list[KeyOut]:
+        assert rt.services is not None
+        return [KeyOut.of(k) for k in await rt.services.registry.list_api_keys()]
+
+    @delete("/{name:str}", summary="Revoke an API key", status_code=204, responses=errors(401, 403, 404, 503))
+    async def revoke(self, rt: Runtime, admin: Principal, name: str) -> None:
+        assert rt.services is not None
+        await rt.services.registry.revoke_api_key(name, actor=admin.name)

@@ -1,0 +1,81 @@
+"""Tiny real ONNX models built with onnx.helper (no torch needed), plus their weights for reference maths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+@dataclass(frozen=True)
+class MLPWeights:
+    w1: np.ndarray  # (in_dim, hidden) float32
+    b1: np.ndarray  # (hidden,) float32
+    w2: np.ndarray  # (hidden, out) float32
+    b2: np.ndarray  # (out,) float32
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """(batch, in_dim) float32 -> (batch, out) float32 logits."""
+        return np.maximum(x @ self.w1 + self.b1, 0.0) @ self.w2 + self.b2
+
+
+def make_mlp_onnx(
+    path: Path,
+    *,
+    in_dim: int = 784,
+    hidden: int = 32,
+    out: int = 10,
+    seed: int = 0,
+    input_name: str = "input",
+    output_name: str = "logits",
+    bias_shift: float = 0.0,
+) -> MLPWeights:
+    """Write a (batch, in_dim) -> (batch, out) ReLU MLP with a dynamic batch dim to ``path``."""
+    rng = np.random.default_rng(seed)
+    weights = MLPWeights(
+        (rng.standard_normal((in_dim, hidden)) * 0.05).astype(np.float32),
+        (rng.standard_normal(hidden) * 0.01).astype(np.float32),
+        (rng.standard_normal((hidden, out)) * 0.1).astype(np.float32),
+        (rng.standard_normal(out) * 0.01 + bias_shift).astype(np.float32),
+    )
+    inits = [
+        numpy_helper.from_array(weights.w1, "w1"),
+        numpy_helper.from_array(weights.b1, "b1"),
+        numpy_helper.from_array(weights.w2, "w2"),
+        numpy_helper.from_array(weights.b2, "b2"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", [input_name, "w1"], ["h0"]),
+        helper.make_node("Add", ["h0", "b1"], ["h1"]),
+        helper.make_node("Relu", ["h1"], ["h2"]),
+        helper.make_node("MatMul", ["h2", "w2"], ["h3"]),
+        helper.make_node("Add", ["h3", "b2"], [output_name]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", in_dim])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["batch", out])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+    return weights
+
+
+def make_image_onnx(path: Path, *, shape: tuple[int, int, int] = (3, 224, 224)) -> None:
+    """(batch, C, H, W) float32 -> (batch, C) mean over H, W: a large-input model for binary-vs-JSON tests."""
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["image"], ["mean"], axes=[2, 3], keepdims=0)],
+        "image_mean",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", *shape])],
+        [helper.make_tensor_value_info("mean", TensorProto.FLOAT, ["batch", shape[0]])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path.write_bytes(model.SerializeToString())

@@ -1,0 +1,116 @@
+"""Start real ``modelport serve`` processes for integration tests and talk to them over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=30.0, **kwargs)
+
+    def admin(self) -> httpx.Client:
+        return self.client(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def register_onnx(self, model: str, artifact: Path, **manifest: Any) -> dict[str, Any]:
+        body = {"backend": "onnx", **manifest}
+        with self.admin() as client, artifact.open("rb") as fh:
+            reply = client.post(
+                f"/admin/models/{model}/versions",
+                files={"artifact": (artifact.name, fh, "application/octet-stream")},
+                data={"manifest": json.dumps(body)},
+            )
+        assert reply.status_code == 201, reply.text
+        return reply.json()  # type: ignore[no-any-return]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        return int(self.process.returncode)
+
+
+def wait_ready(base_url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
+        try:
+            if httpx.get(f"{base_url}/v2/health/ready", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"server not ready within {timeout}s:\n{log_path.read_text(errors='replace')}")
+
+
+@contextmanager
+def run_server(
+    data_dir: Path, *, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = (), port: int | None = None
+) -> Iterator[ServerProcess]:
+    """A ``modelport serve`` process on a free port with its own data dir; SIGTERM on exit."""
+    port = port or free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")},
+        "MODELPORT_DATA_DIR": str(data_dir),
+        "MODELPORT_ADMIN_TOKEN": ADMIN_TOKEN,
+        "MODELPORT_LOG_FORMAT": "json",
+        "MODELPORT_REGISTRY_POLL_INTERVAL_S": "0.25",
+        "MODELPORT_DRAIN_TIMEOUT_S": "10",
+        **(extra_env or {}),
+    }
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / f"server-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service", "serve", "--port", str(port), *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    server = ServerProcess(base_url, process, log_path, env)
+    try:
+        wait_ready(base_url, process, log_path)
+        yield server
+    finally:
+        server.stop()
