@@ -18,7 +18,7 @@ from registry_db.records import Principal, StoredArtifact, VersionRecord
 from registry_db.validation import validate_model_name, validate_version_label
 from service.errors import ArtifactRejected, InvalidInput
 from service.inference.loader import load_engine, signature_from_specs
-from service.inference.processing import compile_postprocessor, compile_preprocessor
+from service.inference.processing import validate_processing_spec
 from service.management.manifest import VersionManifest
 from service.plugins import Engine, UnknownPlugin
 
@@ -73,8 +73,8 @@ def _check_manifest(services: Services, model_name: str, manifest: VersionManife
             services.plugins.architecture(manifest.architecture)
         except UnknownPlugin as exc:
             raise InvalidInput(str(exc)) from None
-    compile_preprocessor(manifest.preprocessing)
-    compile_postprocessor(manifest.postprocessing)
+    validate_processing_spec(manifest.preprocessing)
+    validate_processing_spec(manifest.postprocessing)
 
 
 async def _store(services: Services, artifact: Path | AsyncIterable[bytes]) -> StoredArtifact:
@@ -115,8 +115,12 @@ async def register_version(
             trusted=principal.has("admin"),
         )
         try:
-            smoke_test(loaded.engine)
-            return signature_from_specs(loaded.engine.inputs, loaded.engine.outputs)
+            engine = loaded.engine
+            # now that the signature is known, check that pre/postprocessing fit it (names, dims, labels)
+            validate_processing_spec(manifest.preprocessing, inputs=engine.inputs, outputs=engine.outputs)
+            validate_processing_spec(manifest.postprocessing, inputs=engine.inputs, outputs=engine.outputs)
+            smoke_test(engine)
+            return signature_from_specs(engine.inputs, engine.outputs)
         finally:
             loaded.engine.close()
 

@@ -1,0 +1,576 @@
+"""Open Inference Protocol (KServe V2) bodies <-> numpy, JSON and the binary tensor data extension.
+
+Transport-agnostic: the HTTP adapter hands over the raw body and two header values; nothing here knows
+about a web framework. Matches what ``tritonclient[http]`` 2.x sends and parses:
+
+* Request: with ``Inference-Header-Content-Length: N`` the first ``N`` bytes are the JSON request and the
+  inputs that carry ``parameters.binary_data_size`` (and no ``data``) follow in ``inputs`` order,
+  little-endian, row-major; BOOL is one byte per element; BYTES elements are each a 4-byte little-endian
+  length followed by the bytes. The sizes must add up to the body exactly.
+* Response: an output is binary when it asks ``binary_data: true``, or the request says
+  ``parameters.binary_data_output: true`` and the output does not opt out. With any binary output the body
+  is the JSON header (``binary_data_size`` per binary output) followed by the bytes in ``outputs`` order, and
+  the caller sends ``Inference-Header-Content-Length`` with the returned header length.
+
+Speed: the JSON part is decoded by msgspec straight into Structs whose ``data`` stays raw JSON until its
+datatype is known; it is then decoded by a typed msgspec decoder (``list[float]``, ``list[int]``, ...) and
+turned into an array in one numpy call. Binary tensors are ``np.frombuffer`` views of the body (zero-copy
+when aligned; such arrays are read-only, so engines must not write into their inputs).
+
+Only :class:`~service.errors.InvalidInput`, :class:`~service.errors.PayloadTooLarge`,
+:class:`~service.errors.UnsupportedMediaType` and :class:`~service.errors.NotImplementedFeature`
+(shared-memory extension) leave the decoder, whatever the bytes.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import sys
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, NamedTuple
+
+import msgspec
+import numpy as np
+from msgspec import Meta
+
+from service.errors import (
+    BackendFailure,
+    InvalidInput,
+    NotImplementedFeature,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from service.plugins.contract import NUMPY_TO_V2, V2_TO_NUMPY, TensorSpec
+from service.schemas.v2 import (
+    InferOutput,
+    InferParameters,
+    InferResponse,
+    OutputParameters,
+    RequestedOutputParameters,
+    TensorParameters,
+)
+
+__all__ = (
+    "DecodedInferRequest",
+    "DecodedTensor",
+    "OutputRequest",
+    "check_requested_outputs",
+    "decode_binary_tensor",
+    "decode_infer_request",
+    "decompress_body",
+    "encode_binary_tensor",
+    "encode_infer_response",
+)
+
+_LITTLE_ENDIAN = sys.byteorder == "little"
+_U32 = struct.Struct("<I")
+_MAX_DIM = 1 << 40
+_MAX_RANK = 32
+_NO_DATA = msgspec.Raw(b"")
+_DATATYPES = ", ".join(V2_TO_NUMPY)
+
+
+class DecodedTensor(NamedTuple):
+    """One input as decoded from the wire: ``data`` already has ``shape`` and the datatype's numpy dtype."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    data: np.ndarray
+
+
+class OutputRequest(NamedTuple):
+    """One entry of the request's ``outputs``: ``binary_data`` None means "follow binary_data_output"."""
+
+    name: str
+    binary_data: bool | None = None
+    classification: int = 0
+
+
+class DecodedInferRequest(msgspec.Struct, frozen=True):
+    """A decoded infer request, ready for validation.
+
+    ``inputs`` are in request order; ``outputs`` is None when the client did not restrict them (then every
+    output is returned, binary when ``binary_data_output``); ``timeout_us`` is ``parameters.timeout``.
+    """
+
+    id: str | None
+    inputs: list[DecodedTensor]
+    outputs: list[OutputRequest] | None
+    binary_data_output: bool
+    timeout_us: int | None
+    parameters: InferParameters | None
+
+
+# -- private wire twins of service.schemas.v2: `data` stays raw JSON until its datatype is known ---------
+
+
+class _WireInput(msgspec.Struct):
+    name: str
+    shape: Annotated[list[Annotated[int, Meta(ge=0, le=_MAX_DIM)]], Meta(max_length=_MAX_RANK)]
+    datatype: str
+    parameters: TensorParameters | None = None
+    data: msgspec.Raw = _NO_DATA
+
+
+class _WireOutput(msgspec.Struct):
+    name: str
+    parameters: RequestedOutputParameters | None = None
+
+
+class _WireRequest(msgspec.Struct):
+    inputs: list[_WireInput]
+    id: str | None = None
+    parameters: InferParameters | None = None
+    outputs: list[_WireOutput] | None = None
+
+
+_request_decoder = msgspec.json.Decoder(_WireRequest)
+_response_encoder = msgspec.json.Encoder()
+
+# Typed decoders for `data` by numpy kind: strict (no strings for numbers, no numbers for BOOL).
+_FLAT_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
+    "f": msgspec.json.Decoder(list[float]),
+    "i": msgspec.json.Decoder(list[int]),
+    "u": msgspec.json.Decoder(list[int]),
+    "b": msgspec.json.Decoder(list[bool]),
+    "O": msgspec.json.Decoder(list[str]),
+}
+_ANY_DECODER = msgspec.json.Decoder(list[Any])
+_LE_DTYPES: dict[str, np.dtype[Any]] = {
+    name: dtype.newbyteorder("<") for name, dtype in V2_TO_NUMPY.items() if name != "BYTES"
+}
+
+
+# -- request ----------------------------------------------------------------------------------------------
+
+
+def decompress_body(body: bytes | memoryview, content_encoding: str | None, *, max_bytes: int) -> bytes | memoryview:
+    """The body with its ``Content-Encoding`` (gzip, deflate, identity) undone, never over ``max_bytes``.
+
+    Decompression stops as soon as the output passes ``max_bytes`` (a zip bomb costs at most that much
+    memory). Raises PayloadTooLarge beyond the cap, UnsupportedMediaType for other codings and
+    InvalidInput for corrupt or truncated streams.
+    """
+    codings = [c.strip().lower() for c in (content_encoding or "").split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    for coding in reversed(codings):
+        if coding in ("gzip", "x-gzip"):
+            body = _inflate(body, 16 + zlib.MAX_WBITS, max_bytes, "gzip", members=True)
+        elif coding == "deflate":  # zlib-wrapped as HTTP says; some clients send raw deflate
+            wbits = zlib.MAX_WBITS if _has_zlib_header(body) else -zlib.MAX_WBITS
+            body = _inflate(body, wbits, max_bytes, "deflate", members=False)
+        else:
+            raise UnsupportedMediaType(
+                f"unsupported Content-Encoding '{coding[:32]}': send the body plain or with gzip or deflate"
+            )
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(f"request body of {len(body)} bytes exceeds the limit of {max_bytes} bytes")
+    return body
+
+
+def _has_zlib_header(data: bytes | memoryview) -> bool:
+    if len(data) < 2:
+        return True
+    cmf, flg = data[0], data[1]
+    return cmf & 0x0F == 8 and (cmf << 8 | flg) % 31 == 0
+
+
+def _inflate(data: bytes | memoryview, wbits: int, max_bytes: int, name: str, *, members: bool) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            chunk = inflater.decompress(data, max_bytes - size + 1)
+        except zlib.error as exc:
+            raise InvalidInput(f"corrupt {name} request body: {exc}") from None
+        size += len(chunk)
+        if size > max_bytes or inflater.unconsumed_tail:
+            raise PayloadTooLarge(f"decompressed request body exceeds the limit of {max_bytes} bytes")
+        if not inflater.eof:
+            raise InvalidInput(f"truncated {name} request body")
+        chunks.append(chunk)
+        data = inflater.unused_data
+        if not data:
+            break
+        if not members:
+            raise InvalidInput(f"{len(data)} unexpected bytes after the end of the {name} stream")
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def decode_infer_request(
+    body: bytes | memoryview,
+    *,
+    header_length: int | None,
+    content_encoding: str | None,
+    max_bytes: int,
+) -> DecodedInferRequest:
+    """Decode an infer body (JSON, or JSON header + binary tensors) into numpy arrays.
+
+    Args:
+        body: the raw request body, whatever its Content-Type.
+        header_length: ``Inference-Header-Content-Length`` (length of the JSON part of the *decoded* body), or
+            None when the header is absent (then the body must be plain JSON).
+        content_encoding: the ``Content-Encoding`` header, if any (gzip/deflate are undone first).
+        max_bytes: cap on the (decompressed) body.
+
+    Returns:
+        the request with one ``DecodedTensor`` per input, each array shaped like its declared ``shape``.
+    """
+    if content_encoding:
+        body = decompress_body(body, content_encoding, max_bytes=max_bytes)
+    elif len(body) > max_bytes:
+        raise PayloadTooLarge(f"request body of {len(body)} bytes exceeds the limit of {max_bytes} bytes")
+    total = len(body)
+    if header_length is None:
+        json_part: bytes | memoryview = body
+    else:
+        if header_length < 0:
+            raise InvalidInput("Inference-Header-Content-Length must not be negative")
+        if header_length > total:
+            raise InvalidInput(
+                f"Inference-Header-Content-Length {header_length} is larger than the request body ({total} bytes)"
+            )
+        json_part = memoryview(body)[:header_length] if header_length < total else body
+    try:
+        wire = _request_decoder.decode(json_part)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"invalid inference request: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidInput(_explain_malformed(exc, json_part, header_length, total)) from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"malformed JSON: a string is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+
+    inputs: list[DecodedTensor] = []
+    offset = header_length if header_length is not None else total
+    for wire_input in wire.inputs:
+        name = wire_input.name
+        datatype = wire_input.datatype
+        dtype = V2_TO_NUMPY.get(datatype)
+        if dtype is None:
+            raise InvalidInput(f"input '{name}': unknown datatype '{datatype[:32]}' (expected one of {_DATATYPES})")
+        shape = tuple(wire_input.shape)
+        params = wire_input.parameters
+        binary_size = None
+        if params is not None:
+            if params.shared_memory_region is not None:
+                raise NotImplementedFeature(f"input '{name}': the shared-memory extension is not supported")
+            binary_size = params.binary_data_size
+        raw = wire_input.data
+        has_data = raw is not _NO_DATA and not (len(raw) == 4 and bytes(raw) == b"null")
+        if binary_size is not None:
+            if has_data:
+                raise InvalidInput(f"input '{name}' has both 'data' and parameters.binary_data_size")
+            if header_length is None:
+                raise InvalidInput(
+                    f"input '{name}' declares parameters.binary_data_size but the request has no "
+                    "Inference-Header-Content-Length header"
+                )
+            if binary_size < 0:
+                raise InvalidInput(f"input '{name}': binary_data_size must not be negative")
+            end = offset + binary_size
+            if end > total:
+                raise InvalidInput(
+                    f"input '{name}' declares binary_data_size {binary_size} but only {total - offset} bytes "
+                    "remain after the JSON header and the earlier binary inputs"
+                )
+            array = decode_binary_tensor(body, offset, binary_size, datatype, shape, name=name)
+            offset = end
+        elif has_data:
+            array = _from_json(raw, datatype, dtype, shape, name)
+        else:
+            raise InvalidInput(f"input '{name}' has neither 'data' nor parameters.binary_data_size")
+        inputs.append(DecodedTensor(name, datatype, shape, array))
+    if header_length is not None and offset != total:
+        declared = offset - header_length
+        raise InvalidInput(
+            f"the body carries {total - header_length} bytes after the {header_length}-byte JSON header "
+            f"(Inference-Header-Content-Length) but the inputs' binary_data_size values add up to {declared}"
+        )
+
+    outputs: list[OutputRequest] | None = None
+    if wire.outputs:
+        outputs = []
+        seen: set[str] = set()
+        for wire_output in wire.outputs:
+            if wire_output.name in seen:
+                raise InvalidInput(f"output '{wire_output.name}' is requested twice")
+            seen.add(wire_output.name)
+            oparams = wire_output.parameters
+            if oparams is None:
+                outputs.append(OutputRequest(wire_output.name))
+                continue
+            if oparams.shared_memory_region is not None:
+                raise NotImplementedFeature(
+                    f"output '{wire_output.name}': the shared-memory extension is not supported"
+                )
+            outputs.append(OutputRequest(wire_output.name, oparams.binary_data, oparams.classification or 0))
+    parameters = wire.parameters
+    return DecodedInferRequest(
+        id=wire.id,
+        inputs=inputs,
+        outputs=outputs,
+        binary_data_output=bool(parameters is not None and parameters.binary_data_output),
+        timeout_us=parameters.timeout if parameters is not None else None,
+        parameters=parameters,
+    )
+
+
+def _explain_malformed(
+    exc: msgspec.DecodeError, json_part: bytes | memoryview, header_length: int | None, total: int
+) -> str:
+    message = str(exc)
+    if "trailing characters" in message:
+        if header_length is None:
+            return (
+                "bytes follow the JSON request but the Inference-Header-Content-Length header is missing "
+                "(it must give the length of the JSON part when binary tensor data follows)"
+            )
+        return (
+            f"malformed JSON: the first {header_length} bytes (Inference-Header-Content-Length) hold more than "
+            f"one JSON document ({message})"
+        )
+    raw = bytes(json_part[:4096]) if len(json_part) > 4096 else bytes(json_part)
+    if b"NaN" in raw or b"Infinity" in raw:
+        return f"malformed JSON: {message}; NaN and Infinity are not JSON numbers, send finite values"
+    if header_length is not None and header_length < total:
+        return f"malformed JSON in the first {header_length} bytes (Inference-Header-Content-Length): {message}"
+    return f"malformed JSON: {message}"
+
+
+def _from_json(raw: msgspec.Raw, datatype: str, dtype: np.dtype[Any], shape: tuple[int, ...], name: str) -> np.ndarray:
+    kind = dtype.kind
+    text = bytes(raw)
+    nested = text[:1] == b"[" and text.find(b"[", 1) > 0
+    try:
+        if kind == "O":
+            values: list[Any] = _bytes_values(text, nested, name)
+        else:
+            if nested:  # shape is authoritative: flatten nested lists without building them
+                text = b"[" + text[1:-1].translate(None, b"[]") + b"]"
+            values = _FLAT_DECODERS[kind].decode(text)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"input '{name}': data does not match datatype {datatype}: {exc}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise InvalidInput(f"input '{name}': data must be a flat or nested JSON array of {datatype} values") from None
+    count = math.prod(shape)
+    if len(values) != count:
+        raise InvalidInput(f"input '{name}': shape {list(shape)} needs {count} values, data has {len(values)}")
+    if kind == "O":
+        array = np.empty(count, dtype=object)
+        array[:] = values
+        return array.reshape(shape)
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):  # FP16/FP32 overflow -> inf, refused by validation
+            array = np.array(values, dtype=dtype)
+    except OverflowError:
+        raise InvalidInput(f"input '{name}': a value is out of range for {datatype}") from None
+    return array.reshape(shape)
+
+
+def _bytes_values(text: bytes, nested: bool, name: str) -> list[bytes]:
+    if not nested:
+        return [s.encode() for s in _FLAT_DECODERS["O"].decode(text)]
+    flat: list[bytes] = []
+    stack: list[Any] = [_ANY_DECODER.decode(text)]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, str):
+            flat.append(item.encode())
+        else:
+            raise InvalidInput(f"input '{name}': BYTES data must hold strings, got {type(item).__name__}")
+    return flat
+
+
+def decode_binary_tensor(
+    body: bytes | memoryview, offset: int, size: int, datatype: str, shape: tuple[int, ...], *, name: str = "tensor"
+) -> np.ndarray:
+    """One tensor of the binary extension: ``size`` bytes of ``body`` at ``offset`` as an array of ``shape``.
+
+    Numeric datatypes are little-endian views of ``body`` (zero-copy; copied only when unaligned or on a
+    big-endian host). BOOL bytes must be 0 or 1. BYTES is a sequence of (uint32 LE length, bytes).
+    """
+    count = math.prod(shape)
+    if datatype == "BYTES":
+        return _decode_bytes(body, offset, size, count, name).reshape(shape)
+    dtype = _LE_DTYPES[datatype]
+    expected = count * dtype.itemsize
+    if size != expected:
+        raise InvalidInput(
+            f"input '{name}': shape {list(shape)} of {datatype} needs {expected} bytes, "
+            f"binary_data_size says {size}"
+        )
+    if datatype == "BOOL":
+        raw = np.frombuffer(body, dtype=np.uint8, count=count, offset=offset)
+        if count and raw.max() > 1:
+            raise InvalidInput(f"input '{name}': BOOL bytes must be 0 or 1")
+        return raw.view(np.bool_).reshape(shape)
+    array = np.frombuffer(body, dtype=dtype, count=count, offset=offset)
+    if not _LITTLE_ENDIAN:
+        array = array.astype(dtype.newbyteorder("="))
+    elif not array.flags.aligned:
+        array = array.copy()
+    return array.reshape(shape)
+
+
+def _decode_bytes(body: bytes | memoryview, offset: int, size: int, count: int, name: str) -> np.ndarray:
+    view = memoryview(body)[offset : offset + size]
+    if count * 4 > size:
+        raise InvalidInput(
+            f"input '{name}': {count} BYTES elements need at least {count * 4} bytes, binary_data_size says {size}"
+        )
+    array = np.empty(count, dtype=object)
+    pos = 0
+    for index in range(count):
+        if pos + 4 > size:
+            raise InvalidInput(f"input '{name}': BYTES element {index} is cut off (binary_data_size {size})")
+        (length,) = _U32.unpack_from(view, pos)
+        pos += 4
+        if pos + length > size:
+            raise InvalidInput(
+                f"input '{name}': BYTES element {index} declares {length} bytes but only {size - pos} remain"
+            )
+        array[index] = bytes(view[pos : pos + length])
+        pos += length
+    if pos != size:
+        raise InvalidInput(
+            f"input '{name}': {size - pos} bytes left over after {count} BYTES elements (binary_data_size {size})"
+        )
+    return array
+
+
+# -- response ---------------------------------------------------------------------------------------------
+
+
+def check_requested_outputs(requested: Sequence[OutputRequest] | None, output_specs: Sequence[TensorSpec]) -> None:
+    """Refuse requested outputs the model does not have; call before inference to fail fast."""
+    if not requested:
+        return
+    known = {spec.name for spec in output_specs}
+    for entry in requested:
+        if entry.name not in known:
+            raise InvalidInput(f"unknown output '{entry.name}' requested: the model's outputs are {sorted(known)}")
+
+
+def encode_infer_response(
+    *,
+    model_name: str,
+    model_version: str,
+    request_id: str | None,
+    outputs: Mapping[str, np.ndarray],
+    output_specs: Sequence[TensorSpec],
+    requested_outputs: Sequence[OutputRequest] | None,
+    binary_data_output: bool,
+) -> tuple[bytes, int | None]:
+    """Encode an infer response.
+
+    Args:
+        outputs: the engine's outputs for this request, each ``(batch, *dims)``.
+        output_specs: the version's output signature; it orders the outputs when none are requested.
+        requested_outputs: the request's ``outputs`` (None: all of them).
+        binary_data_output: the request's ``parameters.binary_data_output``.
+
+    Returns:
+        the body, and the length of its JSON header when any output is binary (None: plain JSON).
+    """
+    if requested_outputs:
+        selection: list[tuple[str, bool | None, int]] = []
+        for entry in requested_outputs:
+            if entry.name not in outputs:
+                known = [spec.name for spec in output_specs] or sorted(outputs)
+                raise InvalidInput(f"unknown output '{entry.name}' requested: the model's outputs are {known}")
+            selection.append((entry.name, entry.binary_data, entry.classification))
+    else:
+        names = [spec.name for spec in output_specs if spec.name in outputs]
+        if len(names) != len(outputs):
+            names.extend(name for name in outputs if name not in names)
+        selection = [(name, None, 0) for name in names]
+
+    encoded: list[InferOutput] = []
+    buffers: list[Any] = []
+    for name, binary, classes in selection:
+        array = np.asarray(outputs[name])
+        if classes:
+            array = _classify(array, classes)
+        datatype = _datatype_of(array, name)
+        if binary_data_output if binary is None else binary:
+            payload = encode_binary_tensor(array, datatype)
+            encoded.append(InferOutput(name, datatype, list(array.shape), OutputParameters(len(payload))))
+            buffers.append(payload)
+        else:
+            encoded.append(InferOutput(name, datatype, list(array.shape), data=_json_values(array, datatype, name)))
+    header = _response_encoder.encode(InferResponse(model_name, model_version, encoded, request_id))
+    if not buffers:
+        return header, None
+    return b"".join([header, *buffers]), len(header)
+
+
+def _datatype_of(array: np.ndarray, name: str) -> str:
+    dtype = array.dtype
+    datatype = NUMPY_TO_V2.get(dtype)
+    if datatype is not None and dtype.kind != "O":
+        return datatype
+    if dtype.kind in "OSU":
+        return "BYTES"
+    datatype = NUMPY_TO_V2.get(dtype.newbyteorder("="))
+    if datatype is not None:
+        return datatype
+    raise BackendFailure(f"output '{name}' has dtype {array.dtype}, which the V2 protocol cannot carry")
+
+
+def encode_binary_tensor(array: np.ndarray, datatype: str) -> bytes | memoryview:
+    """The binary-extension bytes of ``array``: row-major little-endian; BYTES as (uint32 LE length, bytes)."""
+    if datatype == "BYTES":
+        parts: list[bytes] = []
+        for item in array.reshape(-1):
+            data = _as_bytes(item)
+            parts.append(_U32.pack(len(data)))
+            parts.append(data)
+        return b"".join(parts)
+    contiguous = np.ascontiguousarray(array, dtype=_LE_DTYPES[datatype])
+    return memoryview(contiguous.reshape(-1)).cast("B")
+
+
+def _as_bytes(item: Any) -> bytes:
+    if isinstance(item, bytes):
+        return item
+    if isinstance(item, np.bytes_):
+        return bytes(item)
+    return str(item).encode()
+
+
+def _json_values(array: np.ndarray, datatype: str, name: str) -> list[Any]:
+    flat = array.reshape(-1)
+    if datatype != "BYTES":
+        return flat.tolist()
+    values: list[str] = []
+    for item in flat:
+        if isinstance(item, (bytes, np.bytes_)):
+            try:
+                values.append(bytes(item).decode())
+            except UnicodeDecodeError:
+                raise InvalidInput(
+                    f"output '{name}' holds bytes that are not UTF-8: request it with binary_data true"
+                ) from None
+        else:
+            values.append(str(item))
+    return values
+
+
+def _classify(array: np.ndarray, count: int) -> np.ndarray:
+    """Classification extension: the top ``count`` classes of the last axis as ``"value:index"`` strings."""
+    if array.ndim == 0 or array.dtype.kind not in "biuf":
+        raise InvalidInput("the classification extension needs a numeric output with a class axis")
+    count = min(count, array.shape[-1])
+    order = np.argsort(-array.astype(np.float64), axis=-1, kind="stable")[..., :count]
+    top = np.take_along_axis(array, order, axis=-1)
+    result = np.empty(top.shape, dtype=object)
+    flat_top, flat_order, flat_result = top.reshape(-1), order.reshape(-1), result.reshape(-1)
+    for i in range(flat_result.size):
+        flat_result[i] = f"{flat_top[i].item()}:{flat_order[i]}".encode()
+    return result

@@ -1,0 +1,1 @@
+"""Fake engines and backends for the core test suite."""
