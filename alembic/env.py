@@ -1,0 +1,61 @@
+"""Async Alembic environment: registry_db's metadata only; batch mode on SQLite; types compared."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy.engine import Connection
+
+import registry_db.models  # noqa: F401 - registers the tables on Base.metadata
+from alembic import context
+from registry_db.base import Base
+from registry_db.session import create_engine
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _url() -> str:
+    url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
+    if not url:
+        from service.settings import Settings
+
+        url = Settings().resolved_database_url
+    return str(url)
+
+
+def _configure(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _run_async() -> None:
+    engine = create_engine(_url())
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_configure)
+            await connection.commit()
+    finally:
+        await engine.dispose()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _configure(connection)
+    else:
+        asyncio.run(_run_async())
+
+
+if context.is_offline_mode():
+    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True, compare_type=True)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    run_migrations_online()
