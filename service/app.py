@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None, *, plugins: PluginRegistry | No
         openapi_config=_openapi(),
         state=None,
         debug=False,
+        logging_config=None,  # structlog is configured above; Litestar must not replace the handlers
         request_max_body_size=settings.max_body_bytes,
     )
     app.state.runtime = runtime

@@ -18,13 +18,13 @@ def provide_runtime(state: State) -> Runtime:
     return runtime
 
 
-async def provide_admin(request: Request[Any, Any, Any], runtime: Runtime) -> Principal:
+async def provide_admin(request: Request[Any, Any, Any], rt: Runtime) -> Principal:
     """The caller, if it holds an ``admin`` key (401 without a key, 403 without the scope)."""
-    assert runtime.auth is not None
-    return await runtime.auth.require(request.headers.get("authorization"), "admin")
+    assert rt.auth is not None
+    return await rt.auth.require(request.headers.get("authorization"), "admin")
 
 
-async def provide_reader(request: Request[Any, Any, Any], runtime: Runtime) -> Principal:
+async def provide_reader(request: Request[Any, Any, Any], rt: Runtime) -> Principal:
     """The caller, if it holds a ``read`` (or ``admin``) key."""
-    assert runtime.auth is not None
-    return await runtime.auth.require(request.headers.get("authorization"), "read")
+    assert rt.auth is not None
+    return await rt.auth.require(request.headers.get("authorization"), "read")

@@ -13,9 +13,15 @@ def cli() -> None:
     """modelport: a versioned model registry and inference server."""
 
 
+_VERB_MODULES = ("service.cli.serve_cmd", "service.cli.registry_cmds", "service.cli.plugin_cmds")
+
+
 def _attach() -> None:
-    # Importing the verb modules registers their commands on ``cli``.
-    from service.cli import plugin_cmds, registry_cmds, serve_cmd  # noqa: F401
+    """Importing the verb modules registers their commands on ``cli``."""
+    import importlib
+
+    for module in _VERB_MODULES:
+        importlib.import_module(module)
 
 
 def main() -> None:

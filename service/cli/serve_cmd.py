@@ -41,6 +41,10 @@ async def _ensure_demo(settings: Settings) -> None:
         await services.close()
 
 
+def _exit_cleanly(_signum: int, _frame: FrameType | None) -> None:
+    sys.exit(0)
+
+
 def _run_uvicorn(settings: Settings) -> None:
     import uvicorn
 
@@ -68,6 +72,9 @@ def _run_uvicorn(settings: Settings) -> None:
             super().handle_exit(sig, frame)
 
     server = DrainingServer(uvicorn.Config(app, **common))  # type: ignore[arg-type]
+    # uvicorn re-raises the captured SIGTERM after a graceful shutdown, through the handler that was
+    # installed before it started: make that handler a clean exit so a drained shutdown exits 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     server.run()
 
 

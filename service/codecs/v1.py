@@ -39,9 +39,7 @@ def _decoder(specs: tuple[TensorSpec, ...]) -> msgspec.json.Decoder[Any]:
         inputs = _ELEMENT[spec.dtype.kind]
         for _ in range(max(len(spec.shape), 1)):  # instance rank + the list of instances
             inputs = list[inputs]
-    request = msgspec.defstruct(
-        "PredictRequest", [("inputs", inputs)], forbid_unknown_fields=True, module=__name__
-    )
+    request = msgspec.defstruct("PredictRequest", [("inputs", inputs)], forbid_unknown_fields=True, module=__name__)
     return msgspec.json.Decoder(request)
 
 
@@ -63,8 +61,7 @@ def _stack(values: list[Any], spec: TensorSpec, where: str) -> np.ndarray:
     except OverflowError:
         raise InvalidInput(f"{where}: a value is out of range for {spec.datatype}") from None
     except ValueError as exc:
-        expected = [d for d in spec.shape[1:]]
-        raise InvalidInput(f"{where}: instances must each be shaped {expected}: {exc}") from None
+        raise InvalidInput(f"{where}: instances must each be shaped {list(spec.shape[1:])}: {exc}") from None
 
 
 def _strict(values: list[Any], spec: TensorSpec, where: str) -> np.ndarray:

@@ -12,10 +12,13 @@ about a web framework. Matches what ``tritonclient[http]`` 2.x sends and parses:
   is the JSON header (``binary_data_size`` per binary output) followed by the bytes in ``outputs`` order, and
   the caller sends ``Inference-Header-Content-Length`` with the returned header length.
 
-Speed: the JSON part is decoded by msgspec straight into Structs whose ``data`` stays raw JSON until its
-datatype is known; it is then decoded by a typed msgspec decoder (``list[float]``, ``list[int]``, ...) and
-turned into an array in one numpy call. Binary tensors are ``np.frombuffer`` views of the body (zero-copy
-when aligned; such arrays are read-only, so engines must not write into their inputs).
+Speed: the JSON part is decoded by msgspec straight into Structs, no intermediate dicts. The common case
+(every JSON ``data`` a flat list of numbers for an FP16/32/64 input, or binary inputs) takes one pass with
+``data: list[float]`` and one ``np.fromiter`` per tensor. Anything else (integers, which must keep their
+precision; BOOL; BYTES; nested lists) is decoded again into Structs whose ``data`` stays raw JSON until its
+datatype is known, then by a typed decoder (``list[int]``, ``list[bool]``, ``list[str]``), so a string where
+a number belongs is refused rather than parsed. Binary tensors are ``np.frombuffer`` views of the body
+(zero-copy when aligned, else one copy; such views are read-only, so engines must not write into inputs).
 
 Only :class:`~service.errors.InvalidInput`, :class:`~service.errors.PayloadTooLarge`,
 :class:`~service.errors.UnsupportedMediaType` and :class:`~service.errors.NotImplementedFeature`
@@ -127,7 +130,26 @@ class _WireRequest(msgspec.Struct):
     outputs: list[_WireOutput] | None = None
 
 
+class _FastInput(msgspec.Struct):
+    name: str
+    shape: Annotated[list[Annotated[int, Meta(ge=0, le=_MAX_DIM)]], Meta(max_length=_MAX_RANK)]
+    datatype: str
+    parameters: TensorParameters | None = None
+    data: list[float] | None = None
+
+
+class _FastRequest(msgspec.Struct):
+    inputs: list[_FastInput]
+    id: str | None = None
+    parameters: InferParameters | None = None
+    outputs: list[_WireOutput] | None = None
+
+
 _request_decoder = msgspec.json.Decoder(_WireRequest)
+_fast_decoder = msgspec.json.Decoder(_FastRequest)
+"""The common case in one pass: every JSON ``data`` is a flat list of numbers for a floating-point input
+(binary inputs have no ``data``). Anything else is decoded again by ``_request_decoder``, strictly."""
+_FLOAT_DATATYPES = frozenset({"FP16", "FP32", "FP64"})
 _response_encoder = msgspec.json.Encoder()
 
 # Typed decoders for `data` by numpy kind: strict (no strings for numbers, no numbers for BOOL).
@@ -235,8 +257,24 @@ def decode_infer_request(
                 f"Inference-Header-Content-Length {header_length} is larger than the request body ({total} bytes)"
             )
         json_part = memoryview(body)[:header_length] if header_length < total else body
+    wire: _FastRequest | _WireRequest | None
     try:
-        wire = _request_decoder.decode(json_part)
+        wire = _fast_decoder.decode(json_part)
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+        wire = None
+    else:
+        for fast_input in wire.inputs:
+            if fast_input.data is not None and fast_input.datatype not in _FLOAT_DATATYPES:
+                wire = None  # ints were read as floats (precision) and BOOL/BYTES need their own rules
+                break
+    if wire is None:
+        wire = _decode_strictly(json_part, header_length, total)
+    return _decoded(wire, body, header_length, total)
+
+
+def _decode_strictly(json_part: bytes | memoryview, header_length: int | None, total: int) -> _WireRequest:
+    try:
+        return _request_decoder.decode(json_part)
     except msgspec.ValidationError as exc:
         raise InvalidInput(f"invalid inference request: {exc}") from None
     except msgspec.DecodeError as exc:
@@ -244,6 +282,10 @@ def decode_infer_request(
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"malformed JSON: a string is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
 
+
+def _decoded(
+    wire: _FastRequest | _WireRequest, body: bytes | memoryview, header_length: int | None, total: int
+) -> DecodedInferRequest:
     inputs: list[DecodedTensor] = []
     offset = header_length if header_length is not None else total
     for wire_input in wire.inputs:
@@ -260,7 +302,12 @@ def decode_infer_request(
                 raise NotImplementedFeature(f"input '{name}': the shared-memory extension is not supported")
             binary_size = params.binary_data_size
         raw = wire_input.data
-        has_data = raw is not _NO_DATA and not (len(raw) == 4 and bytes(raw) == b"null")
+        if raw is None:
+            has_data = False
+        elif isinstance(raw, list):
+            has_data = True
+        else:
+            has_data = raw is not _NO_DATA and not (len(raw) == 4 and bytes(raw) == b"null")
         if binary_size is not None:
             if has_data:
                 raise InvalidInput(f"input '{name}' has both 'data' and parameters.binary_data_size")
@@ -280,7 +327,11 @@ def decode_infer_request(
             array = decode_binary_tensor(body, offset, binary_size, datatype, shape, name=name)
             offset = end
         elif has_data:
-            array = _from_json(raw, datatype, dtype, shape, name)
+            assert raw is not None
+            if isinstance(raw, list):
+                array = _from_values(raw, datatype, dtype, shape, name)
+            else:
+                array = _from_json(raw, datatype, dtype, shape, name)
         else:
             raise InvalidInput(f"input '{name}' has neither 'data' nor parameters.binary_data_size")
         inputs.append(DecodedTensor(name, datatype, shape, array))
@@ -356,16 +407,27 @@ def _from_json(raw: msgspec.Raw, datatype: str, dtype: np.dtype[Any], shape: tup
         raise InvalidInput(f"input '{name}': data does not match datatype {datatype}: {exc}") from None
     except (msgspec.DecodeError, UnicodeDecodeError):
         raise InvalidInput(f"input '{name}': data must be a flat or nested JSON array of {datatype} values") from None
+    return _from_values(values, datatype, dtype, shape, name)
+
+
+def _from_values(
+    values: list[Any], datatype: str, dtype: np.dtype[Any], shape: tuple[int, ...], name: str
+) -> np.ndarray:
     count = math.prod(shape)
     if len(values) != count:
         raise InvalidInput(f"input '{name}': shape {list(shape)} needs {count} values, data has {len(values)}")
+    kind = dtype.kind
+    if kind == "f":
+        if dtype.itemsize == 8:
+            return np.fromiter(values, dtype, count).reshape(shape)
+        with np.errstate(over="ignore"):  # FP16/FP32 overflow -> inf, refused by validation
+            return np.fromiter(values, dtype, count).reshape(shape)
     if kind == "O":
         array = np.empty(count, dtype=object)
         array[:] = values
         return array.reshape(shape)
     try:
-        with np.errstate(over="ignore", invalid="ignore"):  # FP16/FP32 overflow -> inf, refused by validation
-            array = np.array(values, dtype=dtype)
+        array = np.array(values, dtype=dtype)
     except OverflowError:
         raise InvalidInput(f"input '{name}': a value is out of range for {datatype}") from None
     return array.reshape(shape)
@@ -533,7 +595,7 @@ def encode_binary_tensor(array: np.ndarray, datatype: str) -> bytes | memoryview
             parts.append(data)
         return b"".join(parts)
     contiguous = np.ascontiguousarray(array, dtype=_LE_DTYPES[datatype])
-    return memoryview(contiguous.reshape(-1)).cast("B")
+    return memoryview(contiguous.reshape(-1)).cast("B")  # type: ignore[arg-type]
 
 
 def _as_bytes(item: Any) -> bytes:

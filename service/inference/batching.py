@@ -213,12 +213,18 @@ class DynamicBatcher:
         if self._stopping:
             raise EngineUnavailable(f"'{self.name}' is being unloaded; retry", retry_after_s=1)
         queue = self._queue
+        loop = self._loop
+        assert loop is not None
+        if not queue and self._free and (not self._running or self._max_delay <= 0):
+            # what the consumer would do at once (a free worker, nothing to wait for): skip the hop through it
+            request = _Request(inputs, loop.create_future())
+            request.state = _RUNNING
+            self._dispatch([request])
+            return await request.future
         if len(queue) >= self._max_queue:
             raise Overloaded(
                 f"'{self.name}' is overloaded: {self._max_queue} requests already queued", self._retry_after()
             )
-        loop = self._loop
-        assert loop is not None
         request = _Request(inputs, loop.create_future())
         if timeout_s is not None and timeout_s > 0:
             request.deadline = request.enqueued + timeout_s

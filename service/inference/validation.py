@@ -77,6 +77,7 @@ class InputValidator:
         Raises:
             InvalidInput: unknown/missing/duplicate name, wrong datatype, shape, batch size or a NaN/inf.
         """
+        items: list[tuple[str, str | None, Any]]
         if isinstance(tensors, Mapping):
             items = [(name, None, array) for name, array in tensors.items()]
         else:
@@ -110,8 +111,9 @@ class InputValidator:
                     )
         if len(found) != len(self._names):
             missing = [name for name in self._names if name not in found]
-            raise InvalidInput(f"missing input{'s' if len(missing) > 1 else ''} {missing}: the model takes "
-                               f"{list(self._names)}")
+            raise InvalidInput(
+                f"missing input{'s' if len(missing) > 1 else ''} {missing}: the model takes " f"{list(self._names)}"
+            )
         return {name: found[name] for name in self._names}
 
     def _check(self, rule: _Rule, datatype: str | None, array: Any) -> None:

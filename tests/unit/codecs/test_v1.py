@@ -78,8 +78,14 @@ def test_encode_classification_response() -> None:
     post = compile_postprocessor({"type": "classification", "labels": ["a", "b", "c"]})
     started = time.perf_counter()
     body, labels = encode_predict_response(
-        model_name="m", model_version="2", outputs={"logits": logits}, output_specs=(), postprocess=post,
-        preprocessing_ms=0.5, inference_ms=1.25, postprocessing_started=started,
+        model_name="m",
+        model_version="2",
+        outputs={"logits": logits},
+        output_specs=(),
+        postprocess=post,
+        preprocessing_ms=0.5,
+        inference_ms=1.25,
+        postprocessing_started=started,
     )
     doc = json.loads(body)
     assert labels == ["b", "a"]
@@ -89,15 +95,25 @@ def test_encode_classification_response() -> None:
     assert doc["inference_time_ms"] == 1.25 and doc["preprocessing_time_ms"] == 0.5
     assert doc["postprocessing_time_ms"] >= 0
     assert set(doc) == {
-        "model_name", "model_version", "predictions", "confidence_scores", "inference_time_ms",
-        "preprocessing_time_ms", "postprocessing_time_ms",
+        "model_name",
+        "model_version",
+        "predictions",
+        "confidence_scores",
+        "inference_time_ms",
+        "preprocessing_time_ms",
+        "postprocessing_time_ms",
     }
 
 
 def test_encode_raw_response_without_postprocessing() -> None:
     body, labels = encode_predict_response(
-        model_name="m", model_version="1", outputs={"y": np.array([[1.5], [2.5]], dtype=np.float32)},
-        output_specs=(TensorSpec("y", "FP32", (-1, 1)),), postprocess=None, preprocessing_ms=0.0, inference_ms=0.0,
+        model_name="m",
+        model_version="1",
+        outputs={"y": np.array([[1.5], [2.5]], dtype=np.float32)},
+        output_specs=(TensorSpec("y", "FP32", (-1, 1)),),
+        postprocess=None,
+        preprocessing_ms=0.0,
+        inference_ms=0.0,
         postprocessing_started=time.perf_counter(),
     )
     doc = json.loads(body)

@@ -168,6 +168,27 @@ def test_json_data_flat_or_nested(data: Any, shape: list[int], datatype: str, ex
     assert tensor.data.tolist() == np.asarray(expected).tolist()
 
 
+def test_large_integers_keep_their_precision_and_floats_take_the_fast_path() -> None:
+    big = 2**60 + 1  # not representable as a float64
+    body = json.dumps(
+        {
+            "inputs": [
+                {"name": "i", "datatype": "INT64", "shape": [2], "data": [big, -big]},
+                {"name": "f", "datatype": "FP32", "shape": [2], "data": [1, 2.5]},
+            ]
+        }
+    ).encode()
+    got = as_dict(decode(body))
+    assert got["i"].tolist() == [big, -big]
+    assert got["f"].dtype == np.float32 and got["f"].tolist() == [1.0, 2.5]
+    with pytest.raises(InvalidInput, match="out of range for INT64"):
+        decode(json_body(datatype="INT64", data=[2**63, 0]))
+    with pytest.raises(InvalidInput, match="out of range for UINT64"):
+        decode(json_body(datatype="UINT64", data=[2**64, 0]))
+    overflow = as_dict(decode(json_body(data=[1e39, -1e39])))["x"]
+    assert np.isinf(overflow).all()  # FP32 overflow becomes inf; validation refuses it
+
+
 def json_body(**tensor: Any) -> bytes:
     base = {"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [1.0, 2.0]}
     base.update(tensor)
@@ -244,8 +265,16 @@ def test_binary_bool_and_bytes_are_checked() -> None:
 
     def bytes_body(payload: bytes, count: int) -> tuple[bytes, int]:
         head = json.dumps(
-            {"inputs": [{"name": "s", "datatype": "BYTES", "shape": [count],
-                         "parameters": {"binary_data_size": len(payload)}}]}
+            {
+                "inputs": [
+                    {
+                        "name": "s",
+                        "datatype": "BYTES",
+                        "shape": [count],
+                        "parameters": {"binary_data_size": len(payload)},
+                    }
+                ]
+            }
         ).encode()
         return head + payload, len(head)
 
@@ -264,8 +293,10 @@ def test_shared_memory_is_not_implemented() -> None:
     with pytest.raises(NotImplementedFeature, match="shared-memory"):
         decode(body)
     body = json.dumps(
-        {"inputs": json.loads(json_body())["inputs"],
-         "outputs": [{"name": "y", "parameters": {"shared_memory_region": "r"}}]}
+        {
+            "inputs": json.loads(json_body())["inputs"],
+            "outputs": [{"name": "y", "parameters": {"shared_memory_region": "r"}}],
+        }
     ).encode()
     with pytest.raises(NotImplementedFeature):
         decode(body)
@@ -338,8 +369,13 @@ def parse(body: bytes, header_length: int | None) -> InferResult:
 @pytest.mark.parametrize("binary_default", [True, False])
 def test_responses_parse_with_tritonclient(binary_default: bool) -> None:
     body, header_length = encode_infer_response(
-        model_name="m", model_version="2", request_id="r7", outputs=outputs(), output_specs=OUT_SPECS,
-        requested_outputs=None, binary_data_output=binary_default,
+        model_name="m",
+        model_version="2",
+        request_id="r7",
+        outputs=outputs(),
+        output_specs=OUT_SPECS,
+        requested_outputs=None,
+        binary_data_output=binary_default,
     )
     assert (header_length is not None) == binary_default
     result = parse(body, header_length)
@@ -354,8 +390,13 @@ def test_responses_parse_with_tritonclient(binary_default: bool) -> None:
 def test_per_output_binary_flags_and_subset() -> None:
     requested = [OutputRequest("label", False), OutputRequest("logits")]
     body, header_length = encode_infer_response(
-        model_name="m", model_version="1", request_id=None, outputs=outputs(), output_specs=OUT_SPECS,
-        requested_outputs=requested, binary_data_output=True,
+        model_name="m",
+        model_version="1",
+        request_id=None,
+        outputs=outputs(),
+        output_specs=OUT_SPECS,
+        requested_outputs=requested,
+        binary_data_output=True,
     )
     assert header_length is not None
     head = json.loads(body[:header_length])
@@ -366,8 +407,13 @@ def test_per_output_binary_flags_and_subset() -> None:
     np.testing.assert_array_equal(parse(body, header_length).as_numpy("logits"), outputs()["logits"])
 
     body, header_length = encode_infer_response(
-        model_name="m", model_version="1", request_id=None, outputs=outputs(), output_specs=OUT_SPECS,
-        requested_outputs=[OutputRequest("logits", True)], binary_data_output=False,
+        model_name="m",
+        model_version="1",
+        request_id=None,
+        outputs=outputs(),
+        output_specs=OUT_SPECS,
+        requested_outputs=[OutputRequest("logits", True)],
+        binary_data_output=False,
     )
     head = json.loads(body[:header_length])
     assert [o["name"] for o in head["outputs"]] == ["logits"]
@@ -376,8 +422,13 @@ def test_per_output_binary_flags_and_subset() -> None:
 
 def test_json_response_is_flat_row_major_and_plain() -> None:
     body, header_length = encode_infer_response(
-        model_name="m", model_version="3", request_id="", outputs={"logits": outputs()["logits"]},
-        output_specs=OUT_SPECS[:1], requested_outputs=None, binary_data_output=False,
+        model_name="m",
+        model_version="3",
+        request_id="",
+        outputs={"logits": outputs()["logits"]},
+        output_specs=OUT_SPECS[:1],
+        requested_outputs=None,
+        binary_data_output=False,
     )
     assert header_length is None
     doc = json.loads(body)
@@ -389,8 +440,13 @@ def test_json_response_is_flat_row_major_and_plain() -> None:
 def test_unknown_requested_output_is_invalid_input() -> None:
     with pytest.raises(InvalidInput, match="unknown output 'nope'"):
         encode_infer_response(
-            model_name="m", model_version="1", request_id=None, outputs=outputs(), output_specs=OUT_SPECS,
-            requested_outputs=[OutputRequest("nope")], binary_data_output=False,
+            model_name="m",
+            model_version="1",
+            request_id=None,
+            outputs=outputs(),
+            output_specs=OUT_SPECS,
+            requested_outputs=[OutputRequest("nope")],
+            binary_data_output=False,
         )
     with pytest.raises(InvalidInput, match="unknown output 'nope'"):
         check_requested_outputs([OutputRequest("nope")], OUT_SPECS)
@@ -401,8 +457,13 @@ def test_unknown_requested_output_is_invalid_input() -> None:
 def test_non_utf8_bytes_need_binary_output() -> None:
     with pytest.raises(InvalidInput, match="not UTF-8"):
         encode_infer_response(
-            model_name="m", model_version="1", request_id=None, outputs={"label": np.array([b"\xff"], dtype=object)},
-            output_specs=OUT_SPECS[1:], requested_outputs=None, binary_data_output=False,
+            model_name="m",
+            model_version="1",
+            request_id=None,
+            outputs={"label": np.array([b"\xff"], dtype=object)},
+            output_specs=OUT_SPECS[1:],
+            requested_outputs=None,
+            binary_data_output=False,
         )
 
 
@@ -412,8 +473,13 @@ def test_classification_extension() -> None:
     requested = decode(body, size).outputs
     assert requested == [OutputRequest("logits", False, 2)]
     body, header_length = encode_infer_response(
-        model_name="m", model_version="1", request_id=None, outputs=outputs(), output_specs=OUT_SPECS,
-        requested_outputs=requested, binary_data_output=False,
+        model_name="m",
+        model_version="1",
+        request_id=None,
+        outputs=outputs(),
+        output_specs=OUT_SPECS,
+        requested_outputs=requested,
+        binary_data_output=False,
     )
     doc = msgspec.json.decode(body)
     assert doc["outputs"][0]["datatype"] == "BYTES" and doc["outputs"][0]["shape"] == [2, 2]
@@ -423,8 +489,13 @@ def test_classification_extension() -> None:
 def test_every_datatype_round_trips_through_a_binary_response() -> None:
     for datatype, array in SAMPLES:
         body, header_length = encode_infer_response(
-            model_name="m", model_version="1", request_id=None, outputs={"y": array}, output_specs=(),
-            requested_outputs=None, binary_data_output=True,
+            model_name="m",
+            model_version="1",
+            request_id=None,
+            outputs={"y": array},
+            output_specs=(),
+            requested_outputs=None,
+            binary_data_output=True,
         )
         result = parse(body, header_length)
         assert result.get_output("y")["datatype"] == datatype

@@ -38,7 +38,9 @@ encodings = st.sampled_from([None, "gzip", "deflate", "identity", "br", "gzip, i
 
 @FAST
 @given(body=st.binary(max_size=512), header_length=st.none() | st.integers(-5, 600), encoding=encodings)
-def test_arbitrary_bytes_only_raise_declared_errors(body: bytes, header_length: int | None, encoding: str | None) -> None:
+def test_arbitrary_bytes_only_raise_declared_errors(
+    body: bytes, header_length: int | None, encoding: str | None
+) -> None:
     attempt(body, header_length, encoding)
 
 
@@ -52,8 +54,9 @@ def array_strategy(datatype: str) -> st.SearchStrategy[np.ndarray]:
     shapes = hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=4)
     if datatype == "BYTES":
         return shapes.flatmap(
-            lambda shape: st.lists(st.binary(max_size=6), min_size=int(np.prod(shape)), max_size=int(np.prod(shape)))
-            .map(lambda items, shape=shape: _object_array(items, shape))
+            lambda shape: st.lists(
+                st.binary(max_size=6), min_size=int(np.prod(shape)), max_size=int(np.prod(shape))
+            ).map(lambda items, shape=shape: _object_array(items, shape))
         )
     elements = None
     if dtype.kind == "f":
@@ -102,9 +105,7 @@ def test_valid_requests_round_trip_exactly(items: list[tuple[str, np.ndarray, bo
     for (datatype, array, binary), tensor in zip(items, request.inputs, strict=True):
         assert tensor.datatype == datatype and tensor.data.shape == array.shape
         if datatype == "BYTES":
-            expected = array.tolist() if binary else [
-                x.decode("latin-1").encode() for x in array.reshape(-1).tolist()
-            ]
+            expected = array.tolist() if binary else [x.decode("latin-1").encode() for x in array.reshape(-1).tolist()]
             got = tensor.data.tolist() if binary else tensor.data.reshape(-1).tolist()
             assert got == expected
         else:
@@ -144,7 +145,9 @@ def mutate(body: bytes, edits: list[tuple[str, int, int]]) -> bytes:
     compress=st.sampled_from([None, "gzip", "deflate"]),
 )
 def test_mutated_requests_only_raise_declared_errors(
-    items: list[tuple[str, np.ndarray, bool]], edits: list[tuple[str, int, int]], header_shift: int,
+    items: list[tuple[str, np.ndarray, bool]],
+    edits: list[tuple[str, int, int]],
+    header_shift: int,
     compress: str | None,
 ) -> None:
     body, header_length = build(items)
@@ -164,8 +167,13 @@ def test_responses_round_trip_through_tritonclient(items: list[tuple[str, np.nda
     if not binary:  # JSON BYTES outputs must be UTF-8 text
         outputs = {k: v for k, v in outputs.items() if v.dtype != object or all(_utf8(x) for x in v.reshape(-1))}
     body, header_length = encode_infer_response(
-        model_name="m", model_version="1", request_id=None, outputs=outputs, output_specs=(),
-        requested_outputs=None, binary_data_output=binary,
+        model_name="m",
+        model_version="1",
+        request_id=None,
+        outputs=outputs,
+        output_specs=(),
+        requested_outputs=None,
+        binary_data_output=binary,
     )
     result = InferResult.from_response_body(body, header_length=header_length)
     for name, array in outputs.items():

@@ -146,9 +146,7 @@ async def test_full_batch_goes_without_waiting_for_the_delay() -> None:
     engine = SlowEngine(block_when=holds_marker)
     batcher = make(engine, threads=2, max_batch_size=4, max_delay_s=3600.0)
     (blocker,) = await occupy(batcher, engine)
-    results = await asyncio.wait_for(
-        asyncio.gather(*(batcher.submit(rows(1, float(i))) for i in range(4))), timeout=60
-    )
+    results = await asyncio.wait_for(asyncio.gather(*(batcher.submit(rows(1, float(i))) for i in range(4))), timeout=60)
     assert [float(r["output"][0, 0]) for r in results] == [0.0, 1.0, 2.0, 3.0]
     assert engine.batch_sizes == [1, 4] and not blocker.done()
     engine.release()
@@ -187,8 +185,9 @@ async def test_engine_domain_errors_pass_through_unwrapped() -> None:
 
 
 async def test_wrong_output_rows_are_a_backend_failure() -> None:
-    batcher = DynamicBatcher(lambda x: {"y": np.zeros((5, 1))}, max_batch_size=8, max_delay_s=0, max_queue=4,
-                             name="bad")
+    batcher = DynamicBatcher(
+        lambda x: {"y": np.zeros((5, 1))}, max_batch_size=8, max_delay_s=0, max_queue=4, name="bad"
+    )
     with pytest.raises(BackendFailure, match="returned output 'y' with shape \\[5, 1\\] for a batch of 2 rows"):
         await batcher.submit(rows(2, 1.0))
     await batcher.stop(5)
@@ -297,8 +296,15 @@ async def test_predict_runs_in_worker_threads_and_reports_batches() -> None:
         seen_threads.append(threading.get_ident())
         return {"y": inputs["input"] * 2}
 
-    batcher = DynamicBatcher(predict, max_batch_size=8, max_delay_s=0, max_queue=8, threads=2, name="t",
-                             on_batch=lambda n, s: reports.append((n, s)))
+    batcher = DynamicBatcher(
+        predict,
+        max_batch_size=8,
+        max_delay_s=0,
+        max_queue=8,
+        threads=2,
+        name="t",
+        on_batch=lambda n, s: reports.append((n, s)),
+    )
     result = await batcher.submit(rows(3, 1.5))
     np.testing.assert_array_equal(result["y"], np.full((3, 4), 3.0))
     assert seen_threads and loop_thread not in seen_threads
@@ -311,8 +317,9 @@ async def test_multi_input_requests_stack_per_input() -> None:
     outs = (TensorSpec("output", "FP32", (-1, 2)), TensorSpec("ids_out", "INT64", (-1,)))
     engine = SlowEngine(specs, outs, block_when=holds_marker)
     batcher = make(engine)
-    blocker = asyncio.create_task(batcher.submit({"input": np.full((1, 2), BLOCK, np.float32),
-                                                  "ids": np.zeros(1, np.int64)}))
+    blocker = asyncio.create_task(
+        batcher.submit({"input": np.full((1, 2), BLOCK, np.float32), "ids": np.zeros(1, np.int64)})
+    )
     await wait_until(lambda: engine.entered == 1)
     a = asyncio.create_task(batcher.submit({"input": np.ones((2, 2), np.float32), "ids": np.array([1, 2])}))
     b = asyncio.create_task(batcher.submit({"input": np.zeros((1, 2), np.float32), "ids": np.array([3])}))
@@ -329,3 +336,14 @@ def test_constructor_validates_limits() -> None:
         DynamicBatcher(lambda x: x, max_batch_size=0, max_delay_s=0, max_queue=1, name="x")
     with pytest.raises(ValueError):
         DynamicBatcher(lambda x: x, max_batch_size=1, max_delay_s=-1, max_queue=1, name="x")
+
+
+async def test_without_a_delay_a_free_worker_takes_work_while_another_batch_runs() -> None:
+    engine = SlowEngine(block_when=holds_marker)
+    batcher = make(engine, threads=2, max_delay_s=0.0)
+    (blocker,) = await occupy(batcher, engine)
+    result = await asyncio.wait_for(batcher.submit(rows(1, 4.0)), timeout=60)
+    assert result["output"][0, 0] == 4.0 and not blocker.done()
+    engine.release()
+    await blocker
+    await batcher.stop(5)

@@ -41,7 +41,10 @@ def test_valid_multi_input_is_returned_in_signature_order() -> None:
         ([tensor("input", np.zeros((1, 783), np.float32))], "input 'input': expected shape [-1, 784], got [1, 783]"),
         ([tensor("input", np.zeros((784,), np.float32))], "input 'input': expected shape [-1, 784], got [784]"),
         ([tensor("input", np.zeros((1, 784), np.int64), "INT64")], "input 'input': expected datatype FP32, got INT64"),
-        ([tensor("wrong", np.zeros((1, 784), np.float32))], "unexpected input 'wrong': the model's inputs are ['input']"),
+        (
+            [tensor("wrong", np.zeros((1, 784), np.float32))],
+            "unexpected input 'wrong': the model's inputs are ['input']",
+        ),
         ([], "missing input ['input']"),
         ([tensor("input", np.zeros((9, 784), np.float32))], "batch of 9 rows exceeds the maximum batch size 8"),
         ([tensor("input", np.zeros((0, 784), np.float32))], "batch dimension must be at least 1"),
