@@ -16,14 +16,40 @@ from service.errors import ArtifactRejected
 
 __all__ = ("ALLOWED_GLOBALS", "UnsafePickle", "scan_pickle_bytes", "scan_torch_zip")
 
-_STORAGES = (
-    "FloatStorage DoubleStorage HalfStorage BFloat16Storage LongStorage IntStorage ShortStorage CharStorage "
-    "ByteStorage BoolStorage ComplexFloatStorage ComplexDoubleStorage"
-).split()
-_DTYPES = (
-    "float32 float64 float16 bfloat16 int64 int32 int16 int8 uint8 bool complex64 complex128 float "
-    "double half long int short"
-).split()
+_STORAGES = [
+    "FloatStorage",
+    "DoubleStorage",
+    "HalfStorage",
+    "BFloat16Storage",
+    "LongStorage",
+    "IntStorage",
+    "ShortStorage",
+    "CharStorage",
+    "ByteStorage",
+    "BoolStorage",
+    "ComplexFloatStorage",
+    "ComplexDoubleStorage",
+]
+_DTYPES = [
+    "float32",
+    "float64",
+    "float16",
+    "bfloat16",
+    "int64",
+    "int32",
+    "int16",
+    "int8",
+    "uint8",
+    "bool",
+    "complex64",
+    "complex128",
+    "float",
+    "double",
+    "half",
+    "long",
+    "int",
+    "short",
+]
 ALLOWED_GLOBALS = frozenset(
     {
         "collections.OrderedDict",

@@ -43,9 +43,9 @@ def _zip_format(path: Path) -> ArtifactFormat:
     tails = {name.split("/", 1)[1] if "/" in name else name for name in names}
     if any(t.startswith("code/") for t in tails) and "constants.pkl" in tails:
         return "torchscript"
-    if any("serialized_exported_program" in t or t.startswith("models/") or t == "archive_format" for t in tails) or any(
-        n.endswith(".json") and "/models/" in n for n in names
-    ):
+    if any(
+        "serialized_exported_program" in t or t.startswith("models/") or t == "archive_format" for t in tails
+    ) or any(n.endswith(".json") and "/models/" in n for n in names):
         return "torch_export"
     if "data.pkl" in tails:
         return "torch_pickle_zip"

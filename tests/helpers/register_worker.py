@@ -38,8 +38,8 @@ async def main(url: str, store_dir: str, count: int, pause_at: str | None) -> No
             pause("after_store", pause_at)
             original = registry._bump  # noqa: SLF001 - pause inside the transaction, before COMMIT
 
-            async def bump_then_pause(s: object) -> int:
-                generation = await original(s)  # type: ignore[arg-type]
+            async def bump_then_pause(s: object, original: object = original) -> int:
+                generation = await original(s)  # type: ignore[arg-type,operator]
                 pause("before_commit", pause_at)
                 return generation
 

@@ -11,19 +11,19 @@ from registry_db.repository import Registry
 
 
 def version_kwargs(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = dict(
-        backend="onnx",
-        architecture=None,
-        architecture_config={},
-        sha256="ab" * 32,
-        size_bytes=10,
-        storage_path="sha256/ab/" + "ab" * 32,
-        signature={"inputs": [], "outputs": []},
-        preprocessing=None,
-        postprocessing=None,
-        card={"summary": "x"},
-        actor="tester",
-    )
+    base: dict[str, Any] = {
+        "backend": "onnx",
+        "architecture": None,
+        "architecture_config": {},
+        "sha256": "ab" * 32,
+        "size_bytes": 10,
+        "storage_path": "sha256/ab/" + "ab" * 32,
+        "signature": {"inputs": [], "outputs": []},
+        "preprocessing": None,
+        "postprocessing": None,
+        "card": {"summary": "x"},
+        "actor": "tester",
+    }
     base.update(overrides)
     return base
 
