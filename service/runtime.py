@@ -57,7 +57,11 @@ class Runtime:
                 )
         self.pool = EnginePool(settings=s, store=services.store, plugins=services.plugins, metrics=self.metrics)
         self.routing = RoutingState(
-            registry=services.registry, pool=self.pool, metrics=self.metrics, poll_interval_s=s.registry_poll_interval_s
+            registry=services.registry,
+            pool=self.pool,
+            metrics=self.metrics,
+            poll_interval_s=s.registry_poll_interval_s,
+            database_url=s.resolved_database_url,
         )
         self.dataplane = DataPlane(routing=self.routing, pool=self.pool, metrics=self.metrics, stats=self.stats)
         admin_token = s.admin_token.get_secret_value() if s.admin_token else None

@@ -38,8 +38,13 @@ def routed_versions(routing: ModelRouting) -> set[str]:
 class RoutingState:
     """Resolves (model, version?, routing key) to a version record, keeping the snapshot fresh."""
 
-    def __init__(self, *, registry: Any, pool: EnginePool, metrics: Metrics, poll_interval_s: float) -> None:
+    def __init__(
+        self, *, registry: Any, pool: EnginePool, metrics: Metrics, poll_interval_s: float, database_url: str = ""
+    ) -> None:
         self._registry = registry
+        self._database_url = database_url
+        self._wake = asyncio.Event()
+        self._stop_listening: Any = None
         self._pool = pool
         self._metrics = metrics
         self._poll_interval_s = poll_interval_s
@@ -103,9 +108,14 @@ class RoutingState:
         _log.info("routing_applied", generation=fresh.generation, models=len(models), held_back=len(held))
 
     async def run(self) -> None:
-        """Poll forever (background task of the app's lifespan)."""
+        """Poll forever (background task of the app's lifespan); a PostgreSQL NOTIFY cuts the wait short."""
+        from registry_db.notify import listen
+
+        self._stop_listening = await listen(self._database_url, self._wake.set)
         while True:
-            await asyncio.sleep(self._poll_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval_s)
+            self._wake.clear()
             try:
                 await self.refresh()
             except Exception:  # noqa: BLE001 - the watcher must survive anything
@@ -119,6 +129,8 @@ class RoutingState:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._stop_listening is not None:
+            await self._stop_listening()
 
     # -- resolution ---------------------------------------------------------------------------------
     async def _record(self, model: str, version: str) -> VersionRecord:

@@ -1,0 +1,61 @@
+"""Two ``modelport serve`` replicas on one PostgreSQL database and a shared artifact directory."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.onnx_models import make_mlp_onnx
+from tests.helpers.server import run_server
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+BODY = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 8], "data": [0.5] * 8}]}
+
+
+def test_two_replicas_share_registry_and_routing(fresh_pg_url: str, tmp_path: Path) -> None:
+    shared = {"MODELPORT_DATABASE_URL": fresh_pg_url, "MODELPORT_ARTIFACT_DIR": str(tmp_path / "artifacts"),
+              "MODELPORT_REGISTRY_POLL_INTERVAL_S": "1.0"}
+    import asyncio
+
+    from registry_db.migrate import upgrade_async
+
+    asyncio.run(upgrade_async(fresh_pg_url))  # the migration Job's role
+    a1, a2 = tmp_path / "v1.onnx", tmp_path / "v2.onnx"
+    make_mlp_onnx(a1, in_dim=8, hidden=4, out=3, seed=1)
+    make_mlp_onnx(a2, in_dim=8, hidden=4, out=3, seed=2)
+    with run_server(tmp_path / "a", extra_env=shared) as rep_a, run_server(tmp_path / "b", extra_env=shared) as rep_b:
+        rep_a.register_onnx("m", a1)
+        rep_a.register_onnx("m", a2)
+        with rep_b.client() as client_b:  # uploaded through A, served by B
+            reply = client_b.post("/v2/models/m/versions/2/infer", json=BODY)
+            assert reply.status_code == 200, reply.text
+
+        with rep_a.admin() as admin:
+            assert admin.put("/admin/models/m/aliases/production", json={"version": "1"}).status_code == 200
+            started = time.monotonic()
+            assert admin.put("/admin/models/m/aliases/production", json={"version": "2"}).status_code == 200
+        with rep_b.client() as client_b:
+            while True:
+                served = client_b.post("/v2/models/m/infer", json=BODY)
+                if served.status_code == 200 and served.json()["model_version"] == "2":
+                    break
+                assert time.monotonic() - started < 2.0, f"promotion not seen on B after 2 s: {served.text}"
+                time.sleep(0.02)
+        propagation = time.monotonic() - started
+        print(f"\npromotion through A in effect on B after {propagation * 1000:.0f} ms")
+        assert propagation < 2.0
+
+        with rep_a.admin() as admin:
+            reply = admin.put("/admin/models/m/traffic",
+                              json={"splits": [{"version": "1", "weight": 50}, {"version": "2", "weight": 50}]})
+            assert reply.status_code == 200
+        time.sleep(2.0)
+        with rep_a.client() as ca, rep_b.client() as cb:
+            for i in range(200):
+                headers = {"X-Routing-Key": f"customer-{i}"}
+                va = ca.post("/v2/models/m/infer", json=BODY, headers=headers).json()["model_version"]
+                vb = cb.post("/v2/models/m/infer", json=BODY, headers=headers).json()["model_version"]
+                assert va == vb, f"key customer-{i}: A served {va}, B served {vb}"
