@@ -67,9 +67,11 @@ class NotImplementedFeature(ModelportError):
 class Overloaded(ModelportError):
     """Queue full or queue timeout: the client should retry later (503 + Retry-After)."""
 
-    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+    def __init__(self, message: str, retry_after_s: int = 1, *, reason: str = "queue_full") -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.reason = reason
+        """``queue_full`` or ``queue_timeout`` (the metrics label)."""
 
 
 class EngineUnavailable(ModelportError):

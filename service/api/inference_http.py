@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import structlog
 
 from service.codecs.v1 import decode_predict_request, encode_predict_response
-from service.codecs.v2 import decode_infer_request, encode_infer_response
-from service.errors import InvalidInput, UnsupportedMediaType
+from service.codecs.v2 import check_requested_outputs, decode_infer_request, encode_infer_response
+from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from service.exception_handlers import error_reply
 from service.runtime import Runtime
 
@@ -70,7 +70,7 @@ class InferenceHTTP:
     ) -> Reply:
         started = time.perf_counter()
         rt = self._rt
-        served_version = version or "-"
+        served_version = "-"  # only a version the registry resolved is ever echoed or used as a label
         status = 500
         rt.enter()
         try:
@@ -85,6 +85,7 @@ class InferenceHTTP:
             assert dataplane is not None
             served = await dataplane.resolve(model, version, headers.get("x-routing-key"))
             served_version = served.record.version
+            check_requested_outputs(request.outputs, served.outputs)  # before spending compute
             timeout_s = request.timeout_us / 1e6 if request.timeout_us else None
             if timeout_s is None and rt.settings.queue_timeout_ms > 0:
                 timeout_s = rt.settings.queue_timeout_ms / 1000.0
@@ -119,14 +120,14 @@ class InferenceHTTP:
     ) -> Reply:
         started = time.perf_counter()
         rt = self._rt
-        served_version = version or "-"
+        served_version = "-"
         status = 500
         predictions: list[str] | None = None
         rt.enter()
         try:
             _check_content_type(headers)
             if len(body) > rt.settings.max_body_bytes:
-                raise InvalidInput("body too large")
+                raise PayloadTooLarge(f"request body exceeds the limit of {rt.settings.max_body_bytes} bytes")
             dataplane = rt.dataplane
             assert dataplane is not None
             served = await dataplane.resolve(model, version, headers.get("x-routing-key"))
@@ -161,7 +162,7 @@ class InferenceHTTP:
         from service.errors import EngineUnavailable, Overloaded
 
         if isinstance(exc, Overloaded):
-            reason = "queue_timeout" if "timeout" in exc.message else "queue_full"
+            reason = exc.reason
         elif isinstance(exc, EngineUnavailable):
             reason = "not_ready"
         else:

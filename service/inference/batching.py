@@ -264,7 +264,9 @@ class DynamicBatcher:
         if not request.future.done():
             waited_ms = (time.monotonic() - request.enqueued) * 1000.0
             request.future.set_exception(
-                Overloaded(f"queue timeout: waited {waited_ms:.0f} ms in the queue of '{self.name}'", 1)
+                Overloaded(
+                    f"queue timeout: waited {waited_ms:.0f} ms in the queue of '{self.name}'", 1, reason="queue_timeout"
+                )
             )
 
     # -- consumer ---------------------------------------------------------------------------------------

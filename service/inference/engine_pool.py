@@ -115,6 +115,8 @@ class EnginePool:
             if failed and not retry_failed and time.monotonic() - failed[1] < _RETRY_FAILED_LOAD_AFTER_S:
                 raise EngineUnavailable(f"model '{key[0]}' version '{key[1]}' failed to load: {failed[0]}")
             pending = asyncio.get_running_loop().create_future()
+            # waiters may all be cancelled; retrieving the exception here keeps asyncio from logging it
+            pending.add_done_callback(lambda f: f.cancelled() or f.exception())
             self._loading[key] = pending
             asyncio.get_running_loop().create_task(self._load(record, pending))
         return await asyncio.shield(pending)
@@ -137,7 +139,6 @@ class EnginePool:
             _log.error("engine_load_failed", model=key[0], version=key[1], error=message)
             if not done.done():
                 done.set_exception(EngineUnavailable(f"model '{key[0]}' version '{key[1]}' failed to load: {message}"))
-            done.exception() if done.done() and not done.cancelled() else None  # mark retrieved
         else:
             self._failures.pop(key, None)
             old = self._served.pop(key, None)
@@ -174,9 +175,11 @@ class EnginePool:
             batch_hist.observe(rows)
             infer_hist.observe(seconds)
 
+        validator = InputValidator.from_specs(engine.inputs, s.max_batch_size)
         batcher = DynamicBatcher(
             engine.predict,
-            max_batch_size=s.max_batch_size,
+            # a model with a fixed batch dimension cannot have requests stacked into one batch
+            max_batch_size=s.max_batch_size if validator.batchable else 1,
             max_delay_s=s.max_batch_delay_ms / 1000.0,
             max_queue=s.max_queue,
             threads=s.inference_threads,
@@ -187,7 +190,7 @@ class EnginePool:
         return ServedVersion(
             record=record,
             engine=engine,
-            validator=InputValidator.from_specs(engine.inputs, s.max_batch_size),
+            validator=validator,
             batcher=batcher,
             preprocess=compile_preprocessor(record.preprocessing),
             postprocess=compile_postprocessor(record.postprocessing),

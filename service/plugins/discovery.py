@@ -78,7 +78,7 @@ def _as_backend(obj: Any, label: str) -> Backend:
 def _as_architecture(obj: Any, label: str) -> ArchitectureFactory:
     if not callable(obj):
         raise PluginValidationError(f"{label}: {obj!r} is not callable as (**config) -> torch.nn.Module")
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 class PluginRegistry:

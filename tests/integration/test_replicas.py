@@ -16,8 +16,11 @@ BODY = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 8], "data"
 
 
 def test_two_replicas_share_registry_and_routing(fresh_pg_url: str, tmp_path: Path) -> None:
-    shared = {"MODELPORT_DATABASE_URL": fresh_pg_url, "MODELPORT_ARTIFACT_DIR": str(tmp_path / "artifacts"),
-              "MODELPORT_REGISTRY_POLL_INTERVAL_S": "1.0"}
+    shared = {
+        "MODELPORT_DATABASE_URL": fresh_pg_url,
+        "MODELPORT_ARTIFACT_DIR": str(tmp_path / "artifacts"),
+        "MODELPORT_REGISTRY_POLL_INTERVAL_S": "1.0",
+    }
     import asyncio
 
     from registry_db.migrate import upgrade_async
@@ -49,8 +52,10 @@ def test_two_replicas_share_registry_and_routing(fresh_pg_url: str, tmp_path: Pa
         assert propagation < 2.0
 
         with rep_a.admin() as admin:
-            reply = admin.put("/admin/models/m/traffic",
-                              json={"splits": [{"version": "1", "weight": 50}, {"version": "2", "weight": 50}]})
+            reply = admin.put(
+                "/admin/models/m/traffic",
+                json={"splits": [{"version": "1", "weight": 50}, {"version": "2", "weight": 50}]},
+            )
             assert reply.status_code == 200
         time.sleep(2.0)
         with rep_a.client() as ca, rep_b.client() as cb:
