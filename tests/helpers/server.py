@@ -47,7 +47,7 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
     def register_onnx(self, model: str, artifact: Path, **manifest: Any) -> dict[str, Any]:
-        body = {"backend": "onnx", **manifest}
+        body = {"backend": "onnx", **manifest}  # manifest may override the backend
         with self.admin() as client, artifact.open("rb") as fh:
             reply = client.post(
                 f"/admin/models/{model}/versions",

@@ -78,8 +78,9 @@ class OnnxEngine(Engine):
         self._outputs = tuple(_spec(a) for a in session.get_outputs())
         self._output_names = [o.name for o in self._outputs]
         providers = session.get_providers()
-        self._device = "cuda:0" if providers and providers[0] in ("CUDAExecutionProvider",
-                                                                 "TensorrtExecutionProvider") else "cpu"
+        self._device = (
+            "cuda:0" if providers and providers[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else "cpu"
+        )
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
