@@ -51,10 +51,15 @@ def test_soak_rss_and_fds_bounded(tmp_path: Path) -> None:
             mid = _rss_mb(pid)
             _round(client, 4, 600)
             end = _rss_mb(pid)
-            loaded = [line for line in client.get("/metrics").text.splitlines()
-                      if line.startswith("modelport_loaded_engines ")]
-        print(f"\nsoak: RSS mid {mid:.1f} MB, end {end:.1f} MB, growth {end - mid:.1f} MB; "
-              f"fds baseline {baseline_fds}, end {_fds(pid)}")
+            loaded = [
+                line
+                for line in client.get("/metrics").text.splitlines()
+                if line.startswith("modelport_loaded_engines ")
+            ]
+        print(
+            f"\nsoak: RSS mid {mid:.1f} MB, end {end:.1f} MB, growth {end - mid:.1f} MB; "
+            f"fds baseline {baseline_fds}, end {_fds(pid)}"
+        )
         assert end - mid < RSS_GROWTH_BUDGET_MB
         assert _fds(pid) <= baseline_fds + 2
         assert loaded and float(loaded[0].split()[1]) <= 2
