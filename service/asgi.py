@@ -8,8 +8,8 @@ throughput. Everything else, and the OpenAPI description of the same routes, is 
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -62,7 +62,7 @@ class ModelportASGI:
             headers[key.decode("latin-1").lower()] = value.decode("latin-1")
         request_id = headers.get("x-request-id", "")
         if not _REQUEST_ID.match(request_id):
-            request_id = uuid.uuid4().hex
+            request_id = os.urandom(16).hex()
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         state = scope.setdefault("state", {})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -64,6 +65,7 @@ class InferenceHTTP:
 
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
+        self._children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
 
     async def v2_infer(
         self, model: str, version: str | None, body: bytes, headers: Mapping[str, str], request_id: str
@@ -175,10 +177,17 @@ class InferenceHTTP:
         elapsed = time.perf_counter() - started
         if version == "-":
             model = "_unresolved"  # never label by a client-chosen name that did not resolve (cardinality)
-        m = self._rt.metrics
-        m.requests.labels(model=model, version=version, route=route, status=str(status)).inc()
+        key = (model, version, route, status)
+        children = self._children.get(key)
+        if children is None:  # labels() costs microseconds: resolve each label set once
+            m = self._rt.metrics
+            children = self._children[key] = (
+                m.requests.labels(model=model, version=version, route=route, status=str(status)),
+                m.request_duration.labels(model=model, version=version, route=route),
+            )
+        children[0].inc()
         if status == 200:
-            m.request_duration.labels(model=model, version=version, route=route).observe(elapsed)
+            children[1].observe(elapsed)
         else:  # successful calls are counted, not logged: a log line per request would cost more than inference
             log = _log.error if status >= 500 else _log.info
             log(
