@@ -2,8 +2,10 @@
 
 Order: the model's traffic split if one is set (weighted), else its ``production`` alias, else None (the
 caller answers 404 saying why). With a routing key (``X-Routing-Key``) the choice is a deterministic hash
-of the model, the split's fingerprint and the key, so the same key lands on the same version for the same
-split on every replica with no shared state; changing the split re-deals the keys.
+of the model and the key, placed on the split's cumulative weights in version-label order, so the same key
+lands on the same version for the same split on every replica with no shared state. Because the hash does
+not depend on the weights, a ramp (90/10 -> 80/20) only moves keys across the boundary: every key already
+in the growing arm stays there, which keeps A/B cohorts stable while traffic shifts.
 """
 
 from __future__ import annotations
@@ -64,9 +66,9 @@ def choose_version(
         rng: source of uniform ``[0, 1)`` numbers for key-less calls (injectable for tests).
     """
     if routing.splits:
-        fingerprint, versions, cumulative, total = _prepared(tuple(routing.splits))
+        _, versions, cumulative, total = _prepared(tuple(routing.splits))
         if total > 0:
-            fraction = key_fraction(model, fingerprint, routing_key) if routing_key is not None else rng()
+            fraction = key_fraction(model, "", routing_key) if routing_key is not None else rng()
             point = fraction * total
             for version, bound in zip(versions, cumulative, strict=True):
                 if point < bound:

@@ -61,3 +61,15 @@ def test_zero_weight_arm_never_chosen() -> None:
     routing = ModelRouting(splits=(SplitEntry("1", 100), SplitEntry("2", 0)))
     assert {choose_version(routing, f"k{i}") for i in range(300)} == {"1"}
     assert choose_version(routing, None, rng=lambda: 0.9999999) == "1"
+
+
+def test_ramping_a_split_keeps_keys_in_the_growing_arm() -> None:
+    from registry_db.records import ModelRouting
+
+    before = ModelRouting(splits=(SplitEntry("1", 90), SplitEntry("2", 10)))
+    after = ModelRouting(splits=(SplitEntry("1", 80), SplitEntry("2", 20)))
+    keys = [f"user-{i}" for i in range(3000)]
+    treated = {k for k in keys if choose_version(before, k, model="m") == "2"}
+    treated_after = {k for k in keys if choose_version(after, k, model="m") == "2"}
+    assert treated and treated <= treated_after
+    assert 0.17 < len(treated_after) / len(keys) < 0.23
