@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 from typing import Any, ClassVar
 
 import numpy as np
@@ -80,7 +81,8 @@ class TorchExportBackend(Backend):
     def load(self, request: LoadRequest) -> TorchEngine:
         configure_threads(request.intra_op_threads, request.inter_op_threads)
         device = resolve_device(request.device)
-        program = torch.export.load(str(request.artifact_path))
+        # a buffer, since content-addressed blobs have no .pt2 suffix for torch to recognise
+        program = torch.export.load(io.BytesIO(request.artifact_path.read_bytes()))
         inputs = request.declared_inputs or self._program_inputs(program)
         module = program.module()
         if device.type != "cpu":

@@ -13,8 +13,9 @@ __all__ = ("cnn", "mlp")
 
 
 class _Described(nn.Module):
-    input_spec: TensorSpec
-    output_spec: TensorSpec
+    """A module that describes its tensors (``input_spec``/``output_spec``), invisible to TorchScript."""
+
+    __jit_ignored_attributes__ = ["input_spec", "output_spec"]
 
 
 class MLP(_Described):
