@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from benchmarks import run
-from benchmarks._procs import pinned, tree_hwm_kb, tree_pids, tree_rss_kb
+from benchmarks._procs import Interference, pinned, tree_hwm_kb, tree_pids, tree_rss_kb
 from benchmarks.loadgen import WRK_SCRIPT, LoadGenerator, parse_result
 from benchmarks.profile_summary import format_profile, summarise_raw
 from benchmarks.pyload import LoadResult, build_request, percentile
@@ -138,6 +138,7 @@ def _row(
         "p99_ms": p99,
         "errors": 0,
         "peak_rss_mb": 100.0,
+        "foreign_cpu": 0.03,
     }
 
 
@@ -161,7 +162,7 @@ def test_summary_ratios_targets_and_tables() -> None:
     targets = summary["targets"]
     assert all(t["met"] for t in targets.values())
     table = format_table(rows)
-    assert "| modelport v2-json | 64 | 10,500 | 6.00 | 12.00 | 0 | 100 |" in table
+    assert "| modelport v2-json | 64 | 10,500 | 6.00 | 12.00 | 0 | 100 | 3 |" in table
     assert "modelport v2-binary 3x224x224" in table and "failed: boom" in table
     text = format_summary(summary)
     assert "| 64 | 0.75 | 3.50 | 2.00 |" in text and "+0.150 ms" in text
@@ -202,3 +203,10 @@ def test_profile_summary_splits_busy_and_idle() -> None:
     assert inclusive["handle (c.py)"] == 90 and "main (a.py)" in inclusive  # 90 of 100 busy: not a root frame
     text = format_profile(summary)
     assert "| 60.0 | `run (ort.py)` |" in text and "90 idle" in text
+
+
+def test_interference_probe_reports_shares_of_a_core() -> None:
+    with Interference(0, os.getpid()) as probe:
+        sum(i * i for i in range(200_000))
+    assert probe.server is not None and probe.foreign is not None
+    assert probe.server >= 0.0 and probe.foreign >= 0.0
