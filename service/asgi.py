@@ -8,10 +8,12 @@ throughput. Everything else, and the OpenAPI description of the same routes, is 
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import unquote
 
 import structlog
 
@@ -27,6 +29,18 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+_FAST_HEADERS = frozenset(
+    {
+        b"host",
+        b"content-length",
+        b"content-type",
+        b"content-encoding",
+        b"inference-header-content-length",
+        b"x-routing-key",
+        b"x-request-id",
+    }
+)
+"""The only headers the inference routes read (ASGI servers give lowercase names)."""
 _INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 _PREDICT = re.compile(r"^/v1/models/([^/]+)(?:/versions/([^/]+))?/predict$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -52,34 +66,49 @@ class ModelportASGI:
         self.inference = InferenceHTTP(runtime)
         self._allowed = runtime.settings.allowed_hosts
         self._max_body = runtime.settings.max_body_bytes
+        self._host_verdicts: dict[str, bool] = {}
+        # request ids: a random per-process prefix and a counter (no syscall per request)
+        self._id_prefix = os.urandom(6).hex()
+        self._ids = itertools.count(1)
+
+    def _host_ok(self, host: str) -> bool:
+        verdict = self._host_verdicts.get(host)
+        if verdict is None:
+            if len(self._host_verdicts) > 1024:
+                self._host_verdicts.clear()
+            verdict = self._host_verdicts[host] = _host_allowed(host, self._allowed)
+        return verdict
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.inner(scope, receive, send)
             return
+        path = scope["path"]
+        fast = None
+        if scope["method"] == "POST":
+            fast = _INFER.match(path)
+            handler = self.inference.v2_infer
+            if fast is None:
+                fast = _PREDICT.match(path)
+                handler = self.inference.v1_predict
         headers: dict[str, str] = {}
         for key, value in scope["headers"]:
-            headers[key.decode("latin-1").lower()] = value.decode("latin-1")
+            if key in _FAST_HEADERS:
+                headers[key.decode("latin-1")] = value.decode("latin-1")
         request_id = headers.get("x-request-id", "")
         if not _REQUEST_ID.match(request_id):
-            request_id = os.urandom(16).hex()
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+            request_id = f"{self._id_prefix}{next(self._ids):08x}"
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        if not _host_allowed(headers.get("host", ""), self._allowed):
+        if not self._host_ok(headers.get("host", "")):
             await self._send_reply(send, Reply(400, b'{"error":"Host header not allowed"}'), request_id)
             return
-        if scope["method"] == "POST":
-            path = scope["path"]
-            match = _INFER.match(path)
-            if match is not None:
-                await self._fast(self.inference.v2_infer, match, receive, send, headers, request_id)
-                return
-            match = _PREDICT.match(path)
-            if match is not None:
-                await self._fast(self.inference.v1_predict, match, receive, send, headers, request_id)
-                return
+        if fast is not None:
+            # the lean path passes the request id to its few log calls instead of binding contextvars
+            await self._fast(handler, fast, receive, send, headers, request_id)
+            return
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -103,8 +132,6 @@ class ModelportASGI:
             status, payload, extra = error_reply(exc, request_id)
             await self._send_reply(send, Reply(status, payload, extra), request_id)
             return
-        from urllib.parse import unquote
-
         model = unquote(match.group(1))
         version = unquote(match.group(2)) if match.group(2) is not None else None
         reply = await handler(model, version, body, headers, request_id)

@@ -61,7 +61,7 @@ def error_reply(exc: BaseException, request_id: str | None = None) -> tuple[int,
     elif isinstance(exc, reg.RegistryError) and status != 500:
         message = str(exc)
     else:
-        _log.error("internal_error", error_type=type(exc).__name__, exc_info=exc)
+        _log.error("internal_error", request_id=request_id, error_type=type(exc).__name__, exc_info=exc)
         message = f"internal server error (request id {request_id or 'unknown'})"
     if status == 503:
         headers["Retry-After"] = str(getattr(exc, "retry_after_s", 1))

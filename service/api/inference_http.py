@@ -38,8 +38,18 @@ class Reply:
     media_type: str = "application/json"
 
 
+_ACCEPTED_RAW: set[str] = set()
+
+
 def _check_content_type(headers: Mapping[str, str]) -> None:
-    media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    raw = headers.get("content-type", "")
+    if raw in _ACCEPTED_RAW:
+        return
+    media = raw.split(";", 1)[0].strip().lower()
+    if media in ALLOWED_CONTENT_TYPES:
+        if len(_ACCEPTED_RAW) < 256:
+            _ACCEPTED_RAW.add(raw)
+        return
     if media not in ALLOWED_CONTENT_TYPES:
         raise UnsupportedMediaType(
             f"unsupported Content-Type '{media}': send JSON or the V2 binary tensor extension "
@@ -115,7 +125,7 @@ class InferenceHTTP:
             return Reply(status, payload, extra)
         finally:
             rt.leave()
-            self._observe(model, served_version, "v2_infer", status, started)
+            self._observe(model, served_version, "v2_infer", status, started, request_id)
 
     async def v1_predict(
         self, model: str, version: str | None, body: bytes, headers: Mapping[str, str], request_id: str
@@ -158,7 +168,7 @@ class InferenceHTTP:
             return Reply(status, payload, extra)
         finally:
             rt.leave()
-            self._observe(model, served_version, "v1_predict", status, started, predictions)
+            self._observe(model, served_version, "v1_predict", status, started, request_id, predictions)
 
     def _count_rejection(self, exc: Exception, model: str, version: str) -> None:
         from service.errors import EngineUnavailable, Overloaded
@@ -172,7 +182,14 @@ class InferenceHTTP:
         self._rt.metrics.rejected.labels(model=model, version=version, reason=reason).inc()
 
     def _observe(
-        self, model: str, version: str, route: str, status: int, started: float, predictions: list[str] | None = None
+        self,
+        model: str,
+        version: str,
+        route: str,
+        status: int,
+        started: float,
+        request_id: str,
+        predictions: list[str] | None = None,
     ) -> None:
         elapsed = time.perf_counter() - started
         if version == "-":
@@ -192,6 +209,7 @@ class InferenceHTTP:
             log = _log.error if status >= 500 else _log.info
             log(
                 "inference_failed",
+                request_id=request_id,
                 model=model,
                 version=version,
                 route=route,

@@ -1,7 +1,11 @@
 """Registry verbs: db, register, list, show, promote, split, archive, token, verify, gc.
 
-Each verb is a thin call into the same repository and services the HTTP API uses. Output is a table for
-people or ``--json`` for scripts; errors are one line on stderr and exit 1, never a traceback.
+Each verb is a thin call into the same repository, store and services the HTTP API uses, with the same
+settings (``MODELPORT_*``). Output is a table for people or ``--json`` for scripts; errors are one line on
+stderr and a non-zero exit, never a traceback. Changes are audited as ``cli:<os user>``.
+
+The embedded SQLite database is migrated on first use; a PostgreSQL registry must be upgraded explicitly
+(``modelport db upgrade``, e.g. as a deploy job) and the verbs refuse to run against an outdated schema.
 """
 
 from __future__ import annotations
@@ -11,14 +15,18 @@ import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
-from registry_db.errors import RegistryError
-from registry_db.records import Principal
+from registry_db.errors import IntegrityError, RegistryError
+from registry_db.records import Principal, VersionRecord
+from registry_db.repository import Registry
+from registry_db.session import create_engine, is_sqlite
+from registry_db.store import ArtifactStore
 from service.cli._app import cli
 from service.errors import ModelportError
 from service.settings import Settings
@@ -26,42 +34,88 @@ from service.settings import Settings
 __all__ = ()
 
 T = TypeVar("T")
+_STALE_S = 3600.0
 
 
 def _actor() -> str:
+    """Audit identity of CLI changes: ``cli:<os user>``."""
     try:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
         return "cli:unknown"
 
 
-def _run(work: Callable[[Any], Awaitable[T]], *, migrate: bool = True) -> T:
-    """Open services from settings, run ``work(services)``, close; domain errors become one clear line."""
-    from service.context import Services
+def _fail(message: str) -> NoReturn:
+    raise click.ClickException(message.strip().splitlines()[0] if message.strip() else "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class _Registry:
+    """What the maintenance verbs need: no plugins are loaded for them."""
+
+    settings: Settings
+    registry: Registry
+    store: ArtifactStore
+
+
+async def _prepare_schema(settings: Settings) -> None:
+    from registry_db.migrate import current_async, head_revision, upgrade_async
+
+    url = settings.resolved_database_url
+    if is_sqlite(url):
+        await upgrade_async(url)  # the embedded default migrates itself (a no-op at head)
+        return
+    current = await current_async(url)
+    if current != head_revision():
+        _fail(f"registry schema is at {current or 'nothing'}, not {head_revision()}: run 'modelport db upgrade'")
+
+
+def _run(work: Callable[[Any], Awaitable[T]], *, with_plugins: bool = False) -> T:
+    """Open the registry and store from settings (all services with ``with_plugins``), run ``work``, close.
+
+    Domain and database errors become one clear line and exit status 1.
+    """
 
     async def main() -> T:
         settings = Settings()
-        services = await Services.open(
-            settings, migrate=migrate and settings.resolved_database_url.startswith("sqlite")
-        )
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await _prepare_schema(settings)
+        if with_plugins:
+            from service.context import Services
+
+            services = await Services.open(settings)
+            try:
+                return await work(services)
+            finally:
+                await services.close()
+        registry = Registry(create_engine(settings.resolved_database_url))
         try:
-            return await work(services)
+            store = ArtifactStore(settings.resolved_artifact_dir, max_bytes=settings.max_artifact_bytes)
+            return await work(_Registry(settings, registry, store))
         finally:
-            await services.close()
+            await registry.close()
 
     try:
         return asyncio.run(main())
-    except (RegistryError, ModelportError) as exc:
-        raise click.ClickException(getattr(exc, "message", None) or str(exc)) from None
+    except click.ClickException:
+        raise
+    except ModelportError as exc:
+        _fail(exc.message)
+    except RegistryError as exc:
+        _fail(str(exc))
     except (OSError, ValueError) as exc:
-        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+        _fail(f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - the contract is one clear line, never a traceback
+        _fail(f"unexpected error: {type(exc).__name__}: {exc}")
 
 
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
+    if isinstance(value, set | frozenset | tuple):
+        return sorted(value) if isinstance(value, set | frozenset) else list(value)
+    if isinstance(value, Path):
+        return str(value)
     if hasattr(value, "__dataclass_fields__"):
         return {k: getattr(value, k) for k in value.__dataclass_fields__}
     return str(value)
@@ -72,6 +126,7 @@ def _emit_json(data: Any) -> None:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print an aligned text table (also used by the plugins verb)."""
     cells = [[str(c) for c in headers], *[["" if c is None else str(c) for c in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for index, row in enumerate(cells):
@@ -84,9 +139,16 @@ def _json_option(arg: str | None, what: str) -> Any:
     if arg is None:
         return None
     try:
-        return json.loads(arg)
+        value = json.loads(arg)
     except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"{what} is not valid JSON: {exc}") from None
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint=what) from None
+    if not isinstance(value, dict):
+        raise click.BadParameter("expected a JSON object", param_hint=what)
+    return value
+
+
+def _when(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value else ""
 
 
 # -- db ---------------------------------------------------------------------------------------------
@@ -96,32 +158,43 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@click.option("--revision", default="head", show_default=True)
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
 def db_upgrade(revision: str) -> None:
-    """Upgrade the registry schema (run once before rolling out a new release)."""
-    from registry_db.migrate import upgrade_async
+    """Upgrade the registry schema (run once per release, before the new servers start)."""
+    from registry_db.migrate import current_async, upgrade_async
 
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    async def work() -> str | None:
+        await upgrade_async(settings.resolved_database_url, revision)
+        return await current_async(settings.resolved_database_url)
+
     try:
-        asyncio.run(upgrade_async(settings.resolved_database_url, revision))
+        now = asyncio.run(work())
+    except RegistryError as exc:
+        _fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - one clear line
-        raise click.ClickException(f"upgrade failed: {type(exc).__name__}: {exc}") from None
-    click.echo(f"registry schema at {revision}")
+        _fail(f"upgrade failed: {type(exc).__name__}: {exc}")
+    click.echo(f"registry schema at {now or 'base'}")
 
 
 @db.command("current")
 def db_current() -> None:
-    """Print the schema revision of the registry database."""
+    """Print the schema revision of the registry database and whether it is at head."""
     from registry_db.migrate import current_async, head_revision
 
     settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         rev = asyncio.run(current_async(settings.resolved_database_url))
+    except RegistryError as exc:
+        _fail(str(exc))
     except Exception as exc:  # noqa: BLE001
-        raise click.ClickException(f"cannot read the schema revision: {type(exc).__name__}: {exc}") from None
+        _fail(f"cannot read the schema revision: {type(exc).__name__}: {exc}")
     head = head_revision()
-    click.echo(f"{rev or 'none'} (head {head}{', up to date' if rev == head else ', run: modelport db upgrade'})")
+    state = "up to date" if rev == head else "run: modelport db upgrade"
+    click.echo(f"{rev or 'none'} (head {head}, {state})")
 
 
 # -- versions ---------------------------------------------------------------------------------------
@@ -129,9 +202,9 @@ def db_current() -> None:
 @click.argument("name")
 @click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--backend", required=True, help="Backend entry point, e.g. onnx, torchscript, pytorch.")
-@click.option("--version", "version", default=None, help="Version label (default: next integer).")
+@click.option("--version", "version", default=None, help="Version label (default: the next number).")
 @click.option("--architecture", default=None, help="Architecture entry point (state_dict backends).")
-@click.option("--config", "config", default=None, help="Architecture config as JSON.")
+@click.option("--config", "config", default=None, help="Architecture config as a JSON object.")
 @click.option("--card", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Model card JSON file.")
 @click.option("--signature", default=None, help='Signature JSON: {"inputs": [...], "outputs": [...]}.')
 @click.option("--preprocessing", default=None, help="Preprocessing spec JSON.")
@@ -157,6 +230,10 @@ def register(
     from service.management.registration import register_version
 
     try:
+        card_data = json.loads(card.read_text(encoding="utf-8")) if card else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise click.BadParameter(f"cannot read a JSON model card: {exc}", param_hint="--card") from None
+    try:
         manifest = msgspec.convert(
             {
                 "backend": backend,
@@ -166,30 +243,33 @@ def register(
                 "signature": _json_option(signature, "--signature"),
                 "preprocessing": _json_option(preprocessing, "--preprocessing"),
                 "postprocessing": _json_option(postprocessing, "--postprocessing"),
-                "card": json.loads(card.read_text()) if card else {},
+                "card": card_data,
             },
             VersionManifest,
         )
-    except (msgspec.ValidationError, json.JSONDecodeError) as exc:
-        raise click.ClickException(f"invalid manifest: {exc}") from None
+    except msgspec.ValidationError as exc:
+        _fail(f"invalid manifest: {exc}")
     principal = Principal(name=_actor(), scopes=frozenset({"admin", "read"}))
-    record = _run(lambda s: register_version(s, name, artifact=artifact, manifest=manifest, principal=principal))
+    record: VersionRecord = _run(
+        lambda s: register_version(s, name, artifact=artifact, manifest=manifest, principal=principal),
+        with_plugins=True,
+    )
     if as_json:
         _emit_json(record)
     else:
         click.echo(
-            f"registered {record.model_name} version {record.version} (sha256 {record.sha256}, "
-            f"{record.size_bytes} bytes)"
+            f"registered {record.model_name} version {record.version} "
+            f"(sha256 {record.sha256}, {record.size_bytes} bytes)"
         )
 
 
 @cli.command("list")
 @click.argument("name", required=False)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_cmd(name: str | None, as_json: bool) -> None:
     """List models, or the versions, aliases and split of model NAME."""
 
-    async def work(s: Any) -> Any:
+    async def work(s: _Registry) -> Any:
         if name is None:
             return await s.registry.list_models(), None, None
         return (
@@ -203,16 +283,14 @@ def list_cmd(name: str | None, as_json: bool) -> None:
         _emit_json({"models": items} if name is None else {"versions": items, "aliases": aliases, "traffic": traffic})
         return
     if name is None:
-        _table(
-            ("model", "description", "created_at"), [(m.name, m.description, m.created_at.isoformat()) for m in items]
-        )
+        _table(("model", "description", "created_at"), [(m.name, m.description, _when(m.created_at)) for m in items])
         return
     by_version: dict[str, list[str]] = {}
     for alias in aliases:
         by_version.setdefault(alias.version, []).append(alias.alias)
     weights = {e.version: e.weight for e in traffic.splits} if traffic else {}
     _table(
-        ("version", "backend", "status", "aliases", "weight", "size", "sha256", "created_at"),
+        ("version", "backend", "status", "aliases", "weight", "size", "sha256", "created_at", "created_by"),
         [
             (
                 v.version,
@@ -222,7 +300,8 @@ def list_cmd(name: str | None, as_json: bool) -> None:
                 weights.get(v.version, ""),
                 v.size_bytes,
                 v.sha256[:16],
-                v.created_at.isoformat(),
+                _when(v.created_at),
+                v.created_by,
             )
             for v in items
         ],
@@ -232,88 +311,104 @@ def list_cmd(name: str | None, as_json: bool) -> None:
 @cli.command()
 @click.argument("name")
 @click.argument("version")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def show(name: str, version: str, as_json: bool) -> None:
     """Show one version: sha256, size, created_at, signature, card."""
-    record = _run(lambda s: s.registry.get_version(name, version))
+    record: VersionRecord = _run(lambda s: s.registry.get_version(name, version))
     if as_json:
         _emit_json(record)
         return
-    for key in (
-        "model_name",
-        "version",
-        "number",
-        "status",
-        "backend",
-        "architecture",
-        "sha256",
-        "size_bytes",
-        "created_at",
-        "created_by",
-    ):
-        value = getattr(record, key)
-        click.echo(f"{key + ':':<14}{value.isoformat() if isinstance(value, datetime) else value}")
-    click.echo(f"{'signature:':<14}{json.dumps(record.signature)}")
-    click.echo(f"{'card:':<14}{json.dumps(record.card, indent=2)}")
+    fields = ("model_name", "version", "number", "status", "backend", "architecture", "sha256", "size_bytes")
+    for key in fields:
+        click.echo(f"{key + ':':<16}{'' if getattr(record, key) is None else getattr(record, key)}")
+    click.echo(f"{'created_at:':<16}{record.created_at.isoformat()}")
+    click.echo(f"{'created_by:':<16}{record.created_by}")
+    click.echo(f"{'storage_path:':<16}{record.storage_path}")
+    click.echo(f"{'signature:':<16}{json.dumps(record.signature)}")
+    if record.architecture_config:
+        click.echo(f"{'config:':<16}{json.dumps(record.architecture_config)}")
+    click.echo(f"{'card:':<16}{json.dumps(record.card, indent=2)}")
 
 
 @cli.command()
 @click.argument("name")
 @click.argument("version")
-@click.option("--alias", default="production", show_default=True)
-def promote(name: str, version: str, alias: str) -> None:
-    """Point ALIAS (default production) of model NAME at VERSION (also used to roll back)."""
+@click.option("--alias", default="production", show_default=True, help="Alias to move.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def promote(name: str, version: str, alias: str, as_json: bool) -> None:
+    """Point ALIAS (default production) of model NAME at VERSION; also how to roll back."""
     record = _run(lambda s: s.registry.set_alias(name, alias, version, actor=_actor()))
-    click.echo(f"{name}/{record.alias} -> {record.version}")
+    if as_json:
+        _emit_json(record)
+    else:
+        click.echo(f"{name}/{record.alias} -> {record.version}")
 
 
 @cli.command()
 @click.argument("name")
 @click.argument("weights", nargs=-1)
 @click.option("--clear", is_flag=True, help="Remove the split (unversioned calls follow 'production').")
-def split(name: str, weights: tuple[str, ...], clear: bool) -> None:
-    """Set the A/B split of model NAME: V=W ... with weights summing to 100, or --clear."""
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def split(name: str, weights: tuple[str, ...], clear: bool, as_json: bool) -> None:
+    """Set the A/B split of model NAME: VERSION=WEIGHT ... with weights summing to 100, or --clear."""
     if clear:
         if weights:
-            raise click.UsageError("--clear takes no V=W arguments")
+            raise click.UsageError("--clear takes no VERSION=WEIGHT arguments")
         _run(lambda s: s.registry.clear_traffic(name, actor=_actor()))
-        click.echo(f"{name}: split cleared")
+        if as_json:
+            _emit_json({"model_name": name, "splits": []})
+        else:
+            click.echo(f"{name}: split cleared")
         return
     pairs: list[tuple[str, int]] = []
     for item in weights:
         version, sep, weight = item.partition("=")
-        if not sep or not weight.strip().lstrip("-").isdigit():
-            raise click.UsageError(f"expected VERSION=WEIGHT, got {item!r}")
-        pairs.append((version, int(weight)))
+        try:
+            if not sep:
+                raise ValueError(item)
+            pairs.append((version, int(weight)))
+        except ValueError:
+            raise click.UsageError(f"expected VERSION=WEIGHT with an integer weight, got {item!r}") from None
     if not pairs:
-        raise click.UsageError("give VERSION=WEIGHT pairs or --clear")
+        raise click.UsageError("give VERSION=WEIGHT pairs, or --clear")
     record = _run(lambda s: s.registry.set_traffic(name, pairs, actor=_actor()))
-    click.echo(f"{name}: " + ", ".join(f"{e.version}={e.weight}" for e in record.splits))
+    if as_json:
+        _emit_json(record)
+    else:
+        click.echo(f"{name}: " + ", ".join(f"{e.version}={e.weight}" for e in record.splits))
 
 
 @cli.command()
 @click.argument("name")
 @click.argument("version")
-def archive(name: str, version: str) -> None:
-    """Archive a version (refused while an alias or split uses it)."""
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def archive(name: str, version: str, as_json: bool) -> None:
+    """Archive a version: no longer routable (refused while an alias or split uses it)."""
     record = _run(lambda s: s.registry.archive_version(name, version, actor=_actor()))
-    click.echo(f"{name} version {record.version}: {record.status}")
+    if as_json:
+        _emit_json(record)
+    else:
+        click.echo(f"{name} version {record.version}: {record.status}")
 
 
 # -- keys -------------------------------------------------------------------------------------------
 @cli.group()
 def token() -> None:
-    """API keys for the admin API."""
+    """API keys for the admin API (stored as hashes only)."""
 
 
 @token.command("create")
 @click.argument("name")
 @click.option(
-    "--scope", "scopes", multiple=True, type=click.Choice(["admin", "read"]), help="Repeatable; default read."
+    "--scope",
+    "scopes",
+    multiple=True,
+    type=click.Choice(["admin", "read"]),
+    help="Repeatable; default read. admin implies read.",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print name, scopes and token as JSON.")
 def token_create(name: str, scopes: tuple[str, ...], as_json: bool) -> None:
-    """Create a key; it is printed once and only its hash is stored."""
+    """Create a key. It is printed once (stdout) and only its hash is stored."""
     key, record = _run(lambda s: s.registry.create_api_key(name, scopes or ("read",), actor=_actor()))
     if as_json:
         _emit_json({"name": record.name, "scopes": record.scopes, "token": key})
@@ -327,67 +422,100 @@ def token_create(name: str, scopes: tuple[str, ...], as_json: bool) -> None:
 @token.command("revoke")
 @click.argument("name")
 def token_revoke(name: str) -> None:
-    """Revoke a key."""
+    """Revoke a key; requests using it fail from now on."""
     _run(lambda s: s.registry.revoke_api_key(name, actor=_actor()))
     click.echo(f"key '{name}' revoked")
 
 
 @token.command("list")
-def token_list() -> None:
-    """List keys (never the keys themselves)."""
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def token_list(as_json: bool) -> None:
+    """List keys (names, scopes, dates; never the keys)."""
     keys = _run(lambda s: s.registry.list_api_keys())
+    if as_json:
+        _emit_json(
+            [{"name": k.name, "scopes": k.scopes, "created_at": k.created_at, "revoked_at": k.revoked_at} for k in keys]
+        )
+        return
     _table(
         ("name", "scopes", "created_at", "revoked_at"),
-        [(k.name, ",".join(k.scopes), k.created_at.isoformat(), k.revoked_at or "") for k in keys],
+        [(k.name, ",".join(k.scopes), _when(k.created_at), _when(k.revoked_at)) for k in keys],
     )
 
 
 # -- store maintenance ------------------------------------------------------------------------------
-@cli.command()
-@click.option("--json", "as_json", is_flag=True)
-def verify(as_json: bool) -> None:
-    """Re-hash every version's artifact; exit 1 naming any mismatch or missing blob."""
-    from registry_db.errors import IntegrityError
+def _check_version(store: ArtifactStore, v: VersionRecord) -> str:
+    """``ok`` or why the version's blob cannot be trusted."""
+    try:
+        if store.resolve(v.storage_path) != store.path_for(v.sha256):
+            return "FAILED: storage_path does not match the sha256"
+        path = store.verified_path(v.sha256)
+        size = path.stat().st_size
+    except IntegrityError as exc:
+        return f"FAILED: {exc}"
+    if size != v.size_bytes:
+        return f"FAILED: size is {size} bytes, the registry says {v.size_bytes}"
+    return "ok"
 
-    async def work(s: Any) -> list[tuple[str, str, str, str]]:
-        results = []
-        for v in await s.registry.all_versions():
-            try:
-                await asyncio.to_thread(s.store.verified_path, v.sha256)
-                results.append((v.model_name, v.version, v.sha256, "ok"))
-            except IntegrityError as exc:
-                results.append((v.model_name, v.version, v.sha256, f"FAILED: {exc}"))
-        return results
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def verify(as_json: bool) -> None:
+    """Re-hash every version's artifact; exit 1 naming each mismatch or missing blob."""
+
+    async def work(s: _Registry) -> list[tuple[VersionRecord, str]]:
+        return [(v, await asyncio.to_thread(_check_version, s.store, v)) for v in await s.registry.all_versions()]
 
     results = _run(work)
-    bad = [r for r in results if r[3] != "ok"]
+    bad = [(v, status) for v, status in results if status != "ok"]
     if as_json:
-        _emit_json([{"model": m, "version": v, "sha256": h, "status": st} for m, v, h, st in results])
+        _emit_json(
+            [{"model": v.model_name, "version": v.version, "sha256": v.sha256, "status": st} for v, st in results]
+        )
     else:
-        _table(("model", "version", "sha256", "status"), [(m, v, h[:16], st) for m, v, h, st in results])
+        _table(
+            ("model", "version", "sha256", "size", "status"),
+            [(v.model_name, v.version, v.sha256[:16], v.size_bytes, st) for v, st in results],
+        )
         click.echo(f"{len(results) - len(bad)} ok, {len(bad)} failed", err=True)
     if bad:
+        for v, status in bad:
+            click.echo(f"error: {v.model_name} version {v.version} ({v.sha256}): {status}", err=True)
         sys.exit(1)
 
 
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
-def gc(dry_run: bool) -> None:
-    """Remove blobs that no version references, and stale upload temp files."""
+@click.option(
+    "--min-age",
+    "min_age_s",
+    type=click.FloatRange(min=0),
+    default=_STALE_S,
+    show_default=True,
+    help="Seconds a blob or temp file must be old before removal (spares registrations in flight).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def gc(dry_run: bool, min_age_s: float, as_json: bool) -> None:
+    """Remove blobs that no version references, and temp files left by interrupted uploads."""
 
-    async def work(s: Any) -> tuple[list[str], list[Path]]:
+    async def work(s: _Registry) -> tuple[list[str], list[Path]]:
+        candidates = s.store.orphans(set(), older_than_s=min_age_s)  # list blobs before reading references
         referenced = await s.registry.referenced_sha256s()
-        orphans = [sha for sha in s.store.iter_blobs() if sha not in referenced]
-        stale = s.store.stale_temp_files()
+        orphans = [sha for sha in candidates if sha not in referenced]
+        stale = s.store.stale_temp_files(older_than_s=min_age_s)
         if not dry_run:
-            for sha in orphans:
-                s.store.delete(sha)
+            # re-check each blob's age right before removing it: a registration that deduplicated into it
+            # meanwhile refreshed its mtime and is about to commit a row pointing at it
+            orphans = [sha for sha in orphans if s.store.delete(sha, older_than_s=min_age_s)]
             for path in stale:
                 path.unlink(missing_ok=True)
         return orphans, stale
 
     orphans, stale = _run(work)
     verb = "would remove" if dry_run else "removed"
+    if as_json:
+        _emit_json({"dry_run": dry_run, "blobs": orphans, "temp_files": [p.name for p in stale]})
+        return
     for sha in orphans:
         click.echo(f"{verb} blob {sha}")
     for path in stale:
