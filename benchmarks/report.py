@@ -1,0 +1,171 @@
+"""Turn measured rows into the summary ratios, the target checks and the printed tables.
+
+Pure functions over plain dicts (the same dicts written to the results JSON), so the smoke test can feed
+them canned rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+__all__ = ("Row", "format_table", "format_summary", "summarise", "config_name")
+
+Row = dict[str, Any]
+"""One measured (or failed) load run: server, route, model, concurrency, rps, p50_ms, p99_ms, errors,
+peak_rss_mb; a failed one carries ``error`` instead of the numbers."""
+
+TARGETS = {
+    "modelport_vs_ceiling_c64": 0.70,
+    "modelport_vs_naive_c64": 2.5,
+    "p99_over_p50_c64": 3.0,
+    "batching_overhead_c1_ms": 0.2,
+    "binary_over_json_large": 5.0,
+}
+"""The issue's targets (one run, server on one core, MLP V2 JSON at c=64 unless said otherwise)."""
+
+
+def config_name(row: Mapping[str, Any]) -> str:
+    """``server route`` plus the input size when it is not the MLP, e.g. ``modelport v2-binary 3x224x224``."""
+    name = f"{row['server']} {row['route']}"
+    return name if row.get("model", "mlp") == "mlp" else f"{name} {row['model']}"
+
+
+def _find(rows: Iterable[Row], server: str, route: str, concurrency: int, model: str = "mlp") -> Row | None:
+    for row in rows:
+        if (
+            row["server"] == server
+            and row["route"] == route
+            and row.get("model", "mlp") == model
+            and row["concurrency"] == concurrency
+            and "error" not in row
+            and row.get("rps")
+        ):
+            return row
+    return None
+
+
+def _get(row: Row | None, key: str) -> float | None:
+    return None if row is None else row.get(key)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def summarise(rows: Sequence[Row], concurrencies: Sequence[int] = (1, 16, 64)) -> dict[str, Any]:
+    """Ratios against the baselines, per modelport server (uvicorn / granian) and concurrency, and targets."""
+    summary: dict[str, Any] = {"ratios": {}, "large_input": {}, "targets": {}}
+    servers = sorted({r["server"] for r in rows if str(r["server"]).startswith("modelport")})
+    for server in servers:
+        per_c: dict[str, Any] = {}
+        for c in concurrencies:
+            mp = _find(rows, server, "v2-json", c)
+            ceiling = _find(rows, "ceiling", "v2-json", c)
+            naive = _find(rows, "naive", "v2-json", c)
+            per_c[str(c)] = {
+                "vs_ceiling": _ratio(_get(mp, "rps"), _get(ceiling, "rps")),
+                "vs_naive": _ratio(_get(mp, "rps"), _get(naive, "rps")),
+                "p99_over_p50": _ratio(_get(mp, "p99_ms"), _get(mp, "p50_ms")),
+            }
+        c1_mp, c1_naive = _find(rows, server, "v2-json", 1), _find(rows, "naive", "v2-json", 1)
+        overhead = round(c1_mp["p50_ms"] - c1_naive["p50_ms"], 3) if c1_mp and c1_naive else None
+        if any(_find(rows, server, "v2-json", c) for c in concurrencies):
+            summary["ratios"][server] = {"per_concurrency": per_c, "batching_overhead_c1_ms": overhead}
+        large: dict[str, Any] = {}
+        for c in concurrencies:
+            js, binary = _find(rows, server, "v2-json", c, "3x224x224"), _find(
+                rows, server, "v2-binary", c, "3x224x224"
+            )
+            if js or binary:
+                large[str(c)] = {
+                    "json_rps": js and js["rps"],
+                    "binary_rps": binary and binary["rps"],
+                    "binary_over_json": _ratio(_get(binary, "rps"), _get(js, "rps")),
+                }
+        if large:
+            summary["large_input"][server] = large
+    main = summary["ratios"].get("modelport", {"per_concurrency": {}, "batching_overhead_c1_ms": None})
+    if "modelport" in servers:
+        c64 = main["per_concurrency"].get("64", {})
+        large_main = summary["large_input"].get("modelport", {})
+        large_ratios = [v["binary_over_json"] for v in large_main.values() if v["binary_over_json"] is not None]
+        checks = {
+            "modelport_vs_ceiling_c64": (c64.get("vs_ceiling"), ">="),
+            "modelport_vs_naive_c64": (c64.get("vs_naive"), ">="),
+            "p99_over_p50_c64": (c64.get("p99_over_p50"), "<="),
+            "batching_overhead_c1_ms": (main["batching_overhead_c1_ms"], "<="),
+            "binary_over_json_large": (min(large_ratios) if large_ratios else None, ">="),
+        }
+        for key, (value, op) in checks.items():
+            target = TARGETS[key]
+            met = None if value is None else (value >= target if op == ">=" else value <= target)
+            summary["targets"][key] = {"value": value, "target": f"{op} {target}", "met": met}
+    return summary
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """The main table (Markdown): config, concurrency, req/s, p50 ms, p99 ms, errors, peak RSS MB, and the
+    share of the server's core that went to other processes during the load (high = a noisy row)."""
+    lines = [
+        "| config | c | req/s | p50 ms | p99 ms | errors | peak RSS MB | CPU0 other % |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"| {config_name(row)} | {row['concurrency']} | failed: {row['error'][:60]} | | | | | |")
+            continue
+        foreign = row.get("foreign_cpu")
+        lines.append(
+            f"| {config_name(row)} | {row['concurrency']} | {_fmt(row['rps'], ',.0f')} | {_fmt(row['p50_ms'], '.2f')} "
+            f"| {_fmt(row['p99_ms'], '.2f')} | {row['errors']} | {_fmt(row.get('peak_rss_mb'), '.0f')} "
+            f"| {_fmt(None if foreign is None else 100 * foreign, '.0f')} |"
+        )
+    return "\n".join(lines)
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """Ratios, the large-input comparison and target checks, as Markdown."""
+    out: list[str] = []
+    for server, data in summary.get("ratios", {}).items():
+        out += [
+            f"**{server}, V2 JSON (MLP)**",
+            "",
+            "| c | vs ceiling | vs naive | p99/p50 |",
+            "|---:|---:|---:|---:|",
+        ]
+        for c, r in data["per_concurrency"].items():
+            out.append(
+                f"| {c} | {_fmt(r['vs_ceiling'], '.2f')} | {_fmt(r['vs_naive'], '.2f')} "
+                f"| {_fmt(r['p99_over_p50'], '.2f')} |"
+            )
+        out += [
+            "",
+            f"batching overhead at c=1 (p50 {server} - p50 naive): "
+            f"{_fmt(data['batching_overhead_c1_ms'], '+.3f')} ms",
+            "",
+        ]
+    for server, data in summary.get("large_input", {}).items():
+        out += [
+            f"**{server}, 3x224x224 FP32: V2 binary vs V2 JSON**",
+            "",
+            "| c | JSON req/s | binary req/s | binary/JSON |",
+            "|---:|---:|---:|---:|",
+        ]
+        for c, r in data.items():
+            out.append(
+                f"| {c} | {_fmt(r['json_rps'], ',.1f')} | {_fmt(r['binary_rps'], ',.1f')} "
+                f"| {_fmt(r['binary_over_json'], '.1f')} |"
+            )
+        out.append("")
+    if summary.get("targets"):
+        out += ["**targets (modelport, uvicorn)**", "", "| target | value | goal | met |", "|---|---:|---:|---|"]
+        for key, t in summary["targets"].items():
+            met = "n/a" if t["met"] is None else ("yes" if t["met"] else "NO")
+            out.append(f"| {key} | {_fmt(t['value'], '.3f')} | {t['target']} | {met} |")
+        out.append("")
+    return "\n".join(out)
