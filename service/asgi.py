@@ -41,6 +41,8 @@ _FAST_HEADERS = frozenset(
     }
 )
 """The only headers the inference routes read (ASGI servers give lowercase names)."""
+_HOST_EXEMPT = ("/v2/health/", "/metrics")
+"""Read-only probes and scrapes arrive with a pod IP as Host (kubelet, Prometheus); they change nothing."""
 _INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 _PREDICT = re.compile(r"^/v1/models/([^/]+)(?:/versions/([^/]+))?/predict$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -100,7 +102,7 @@ class ModelportASGI:
             request_id = f"{self._id_prefix}{next(self._ids):08x}"
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        if not self._host_ok(headers.get("host", "")):
+        if not self._host_ok(headers.get("host", "")) and not path.startswith(_HOST_EXEMPT):
             await self._send_reply(send, Reply(400, b'{"error":"Host header not allowed"}'), request_id)
             return
         if fast is not None:

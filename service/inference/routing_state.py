@@ -99,6 +99,10 @@ class RoutingState:
         self.held_back = held
         self._snapshot = RoutingSnapshot(generation=fresh.generation, models=models)
         self._metrics.registry_generation.set(fresh.generation)
+        self._metrics.split_weight.clear()
+        for name, routing in models.items():
+            for entry in routing.splits:
+                self._metrics.split_weight.labels(model=name, version=entry.version).set(entry.weight)
         pinned = {(name, v) for name, routing in models.items() for v in routed_versions(routing)}
         self._pool.set_pinned(pinned)
         for model, version in self._pool.loaded_keys:

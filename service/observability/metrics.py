@@ -58,6 +58,12 @@ class Metrics:
             "modelport_registry_generation", "Registry generation this worker routes by", registry=r
         )
         self.ready = Gauge("modelport_ready", "1 when this worker is ready for traffic", registry=r)
+        self.split_weight = Gauge(
+            "modelport_split_weight",
+            "Traffic split weight per version (absent: not in a split)",
+            ("model", "version"),
+            registry=r,
+        )
 
     def render(self) -> bytes:
         """The text exposition format."""
