@@ -36,7 +36,13 @@ COUNTERS = (
     "modelport_integrity_failures",
 )
 HISTOGRAMS = ("modelport_request_duration_seconds", "modelport_inference_duration_seconds", "modelport_batch_size")
-GAUGES = ("modelport_queue_depth", "modelport_loaded_engines", "modelport_registry_generation", "modelport_ready")
+GAUGES = (
+    "modelport_queue_depth",
+    "modelport_loaded_engines",
+    "modelport_registry_generation",
+    "modelport_ready",
+    "modelport_split_weight",
+)
 EXPOSED_METRICS = frozenset(
     [f"{name}_total" for name in COUNTERS]
     + [f"{name}{suffix}" for name in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")]
