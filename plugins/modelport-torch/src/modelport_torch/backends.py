@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 
-from modelport_torch.engine import TorchEngine, configure_threads, resolve_device
 from service.plugins import Backend, LoadRequest, TensorSpec, v2_datatype
 from service.plugins.contract import ArtifactFormat
+
+if TYPE_CHECKING:
+    import torch
+
+    from modelport_torch.engine import TorchEngine
+
+# torch is imported inside load(): discovery instantiates every backend, and a server that only serves ONNX
+# must not pay torch's import time and ~200 MB of RSS for backends it never uses.
 
 __all__ = ("StateDictBackend", "TorchExportBackend", "TorchScriptBackend")
 
@@ -22,6 +28,8 @@ def _dry_run_outputs(
     """Output signature: the declared one, or inferred from one batch-of-1 call on zeros (batch dim -1)."""
     if declared:
         return declared
+    import torch
+
     with torch.inference_mode():
         args = [
             torch.zeros(
@@ -58,6 +66,10 @@ class TorchScriptBackend(Backend):
     description = "TorchScript modules (torch.jit); frozen and optimised for inference"
 
     def load(self, request: LoadRequest) -> TorchEngine:
+        import torch
+
+        from modelport_torch.engine import TorchEngine, configure_threads, resolve_device
+
         configure_threads(request.intra_op_threads, request.inter_op_threads)
         device = resolve_device(request.device)
         inputs = _require_inputs(request, "TorchScript")
@@ -79,6 +91,10 @@ class TorchExportBackend(Backend):
     description = "torch.export programs (.pt2)"
 
     def load(self, request: LoadRequest) -> TorchEngine:
+        import torch
+
+        from modelport_torch.engine import TorchEngine, configure_threads, resolve_device
+
         configure_threads(request.intra_op_threads, request.inter_op_threads)
         device = resolve_device(request.device)
         # a buffer, since content-addressed blobs have no .pt2 suffix for torch to recognise
@@ -110,6 +126,9 @@ class StateDictBackend(Backend):
     description = "state_dict (safetensors preferred; torch.load weights_only) into a registered architecture"
 
     def load(self, request: LoadRequest) -> TorchEngine:
+
+        from modelport_torch.engine import TorchEngine, configure_threads, resolve_device
+
         configure_threads(request.intra_op_threads, request.inter_op_threads)
         if request.architecture is None:
             raise ValueError("the pytorch backend needs an architecture")
@@ -130,6 +149,8 @@ class StateDictBackend(Backend):
 
     @staticmethod
     def _weights(request: LoadRequest) -> dict[str, torch.Tensor]:
+        import torch
+
         if request.artifact_format == "safetensors":
             from safetensors.torch import load_file
 
