@@ -247,6 +247,8 @@ def measure(
             busy, waited = wait_quiet(cfg.wait_idle)
             if busy > 0.15:
                 _log(f"  warning: machine {100 * busy:.0f}% busy before this load (waited {waited:.0f} s)")
+            elif waited > 2:
+                _log(f"  (waited {waited:.0f} s for other work on the machine to finish)")
         try:
             if cfg.warmup > 0:
                 cfg.loadgen.run(url, workload.body_file, workload.headers, c, cfg.warmup, ROOT)
