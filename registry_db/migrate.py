@@ -1,13 +1,14 @@
-"""Alembic from code: ``modelport db upgrade|current`` and the server's start-up check.
+"""Alembic from code: ``modelport db upgrade|current``, the server's start-up check, and the tests.
 
-The scripts live in the repository's top-level ``alembic/`` (DESIGN §1); installed images copy that folder
-next to the code (see the Containerfile), and ``MODELPORT_ALEMBIC_DIR`` may point elsewhere.
+The scripts ship inside the package (``registry_db/migrations``: ``env.py``, ``script.py.mako``,
+``versions/``), so an installed wheel can migrate without a checkout; the repository's top-level
+``alembic/`` is a symlink to the same folder and ``alembic.ini`` points there too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic.config import Config
@@ -16,80 +17,97 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from alembic import command
-from registry_db.session import create_engine
+from registry_db.errors import DatabaseUnavailable
+from registry_db.session import classify_db_error, create_engine
 
-__all__ = ("alembic_config", "current", "current_async", "head_revision", "upgrade", "upgrade_async")
+__all__ = (
+    "SCRIPT_LOCATION",
+    "alembic_config",
+    "current",
+    "current_async",
+    "downgrade_async",
+    "head_revision",
+    "is_at_head_async",
+    "upgrade",
+    "upgrade_async",
+)
 
-
-def _script_dir() -> Path:
-    override = os.environ.get("MODELPORT_ALEMBIC_DIR")
-    candidates = [Path(override)] if override else []
-    candidates += [Path(__file__).resolve().parents[1] / "alembic", Path.cwd() / "alembic"]
-    for candidate in candidates:
-        if (candidate / "env.py").exists():
-            return candidate
-    raise FileNotFoundError("alembic scripts not found; set MODELPORT_ALEMBIC_DIR to the repository's alembic/")
+SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
 
 
 def alembic_config(url: str | None = None) -> Config:
+    """An Alembic config for the packaged scripts; ``url`` is handed to ``env.py`` in memory, never logged."""
     cfg = Config()
-    cfg.set_main_option("script_location", str(_script_dir()))
+    cfg.set_main_option("script_location", str(SCRIPT_LOCATION))
     if url:
         cfg.attributes["url"] = url
     return cfg
 
 
 def head_revision() -> str:
+    """The newest revision in the scripts (several heads would be a bug, and are joined with commas)."""
     heads = ScriptDirectory.from_config(alembic_config()).get_heads()
     return heads[0] if len(heads) == 1 else ",".join(sorted(heads))
 
 
-async def upgrade_async(url: str, revision: str = "head") -> None:
-    """Upgrade the schema (a no-op at head). Runs Alembic on one async connection."""
-    cfg = alembic_config(url)
+async def _on_connection(url: str, work: Callable[[Connection], object], *, commit: bool) -> object:
     engine = create_engine(url)
     try:
         async with engine.connect() as connection:
-
-            def run(sync_connection: Connection) -> None:
-                cfg.attributes["connection"] = sync_connection
-                command.upgrade(cfg, revision)
-
-            await connection.run_sync(run)
-            await connection.commit()
+            result = await connection.run_sync(work)
+            if commit:
+                await connection.commit()
+            return result
+    except Exception as exc:
+        mapped = classify_db_error(exc)
+        if isinstance(mapped, DatabaseUnavailable):
+            raise mapped from exc
+        raise
     finally:
         await engine.dispose()
+
+
+async def upgrade_async(url: str, revision: str = "head") -> None:
+    """Upgrade the schema to ``revision`` (a no-op when already there), in one transaction where possible."""
+    cfg = alembic_config(url)
+
+    def run(connection: Connection) -> None:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, revision)
+
+    await _on_connection(url, run, commit=True)
 
 
 async def downgrade_async(url: str, revision: str = "base") -> None:
+    """Downgrade to ``revision`` (tests and emergency rollbacks; ``base`` drops every registry table)."""
     cfg = alembic_config(url)
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as connection:
 
-            def run(sync_connection: Connection) -> None:
-                cfg.attributes["connection"] = sync_connection
-                command.downgrade(cfg, revision)
+    def run(connection: Connection) -> None:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, revision)
 
-            await connection.run_sync(run)
-            await connection.commit()
-    finally:
-        await engine.dispose()
+    await _on_connection(url, run, commit=True)
 
 
 async def current_async(url: str) -> str | None:
     """The revision the database is at (None when never migrated)."""
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as connection:
-            return await connection.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
-    finally:
-        await engine.dispose()
+
+    def run(connection: Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    result = await _on_connection(url, run, commit=False)
+    return result if isinstance(result, str) else None
+
+
+async def is_at_head_async(url: str) -> bool:
+    return await current_async(url) == head_revision()
 
 
 def upgrade(url: str, revision: str = "head") -> None:
+    """Synchronous :func:`upgrade_async` (for scripts; not from a running event loop)."""
     asyncio.run(upgrade_async(url, revision))
 
 
 def current(url: str) -> str | None:
+    """Synchronous :func:`current_async`."""
     return asyncio.run(current_async(url))

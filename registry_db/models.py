@@ -1,4 +1,4 @@
-"""Registry tables (DESIGN §3). Only the repository queries them; migrations in alembic/ create them."""
+"""Registry tables (DESIGN §3). Only the repository queries them; only migrations (registry_db/migrations) make them."""
 
 from __future__ import annotations
 

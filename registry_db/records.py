@@ -24,6 +24,8 @@ __all__ = (
 
 @dataclass(frozen=True, slots=True)
 class ModelRecord:
+    """A model: the name clients call, grouping its versions."""
+
     name: str
     description: str
     created_at: datetime
@@ -55,6 +57,8 @@ class VersionRecord:
 
 @dataclass(frozen=True, slots=True)
 class AliasRecord:
+    """A named pointer (``production``, ``staging``) at one active version of the same model."""
+
     model_name: str
     alias: str
     version: str
@@ -63,12 +67,16 @@ class AliasRecord:
 
 @dataclass(frozen=True, slots=True)
 class SplitEntry:
+    """One arm of a traffic split: ``weight`` percent of unversioned calls (weights of a split sum to 100)."""
+
     version: str
     weight: int
 
 
 @dataclass(frozen=True, slots=True)
 class TrafficRecord:
+    """A model's weighted split, plus an optional shadow version mirroring ``shadow_percent`` % of calls."""
+
     model_name: str
     splits: tuple[SplitEntry, ...]
     shadow_version: str | None = None
@@ -94,6 +102,8 @@ class RoutingSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class ApiKeyRecord:
+    """An API key's metadata; the key itself is never stored or returned after creation."""
+
     id: int
     name: str
     scopes: tuple[str, ...]
@@ -114,6 +124,8 @@ class Principal:
 
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
+    """One audited change: ``details`` holds ``before`` and ``after`` (and action-specific facts)."""
+
     id: int
     at: datetime
     actor: str

@@ -1,8 +1,8 @@
 """Shared fixtures: settings in a temp dir, and a registry database parametrised over SQLite and PostgreSQL.
 
 PostgreSQL comes from ``MODELPORT_TEST_PG_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``); each
-test gets a fresh database that is dropped afterwards. Where the server is not reachable the PostgreSQL
-cases are skipped with the reason, never silently passed.
+test gets a fresh, uniquely named database that is dropped afterwards. Where the server is not reachable
+the PostgreSQL cases are skipped with the reason, never silently passed.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,7 @@ from registry_db.store import ArtifactStore
 from service.settings import Settings
 
 PG_URL = os.environ.get("MODELPORT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+STORE_MAX_BYTES = 10 * 1024 * 1024
 
 
 def _asyncpg_dsn(url: str) -> str:
@@ -38,31 +40,29 @@ async def _pg_admin(statement: str) -> None:
         await conn.close()
 
 
-_pg_error: str | None = None
-_pg_checked = False
+_pg_state: dict[str, str | None] = {}
 
 
 def pg_unavailable_reason() -> str | None:
-    """Why PostgreSQL cannot be used here, or None when it can."""
-    global _pg_checked, _pg_error
-    if not _pg_checked:
-        _pg_checked = True
+    """Why PostgreSQL cannot be used here, or None when it can (checked once per session)."""
+    if "reason" not in _pg_state:
         try:
             asyncio.run(_pg_admin("SELECT 1"))
+            _pg_state["reason"] = None
         except Exception as exc:  # noqa: BLE001 - any failure means: skip with the reason
-            _pg_error = f"PostgreSQL not reachable at {PG_URL}: {type(exc).__name__}: {exc}"
-    return _pg_error
+            _pg_state["reason"] = f"PostgreSQL not reachable at {PG_URL}: {type(exc).__name__}: {exc}"
+    return _pg_state["reason"]
 
 
 @pytest.fixture
 def fresh_pg_url() -> Iterator[str]:
-    """A new empty PostgreSQL database (asyncpg URL), dropped after the test."""
+    """A new empty PostgreSQL database (asyncpg URL), dropped after the test; skips with the reason if absent."""
     reason = pg_unavailable_reason()
     if reason:
         pytest.skip(reason)
     name = f"mp_test_{uuid.uuid4().hex[:12]}"
     asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    base = PG_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    base = _asyncpg_dsn(PG_URL).rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
     try:
         yield f"{base}/{name}"
     finally:
@@ -71,7 +71,7 @@ def fresh_pg_url() -> Iterator[str]:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database URL: SQLite in tmp_path, or a fresh PostgreSQL database."""
+    """An empty (unmigrated) database URL: SQLite in ``tmp_path``, or a fresh PostgreSQL database."""
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
     return str(request.getfixturevalue("fresh_pg_url"))
@@ -79,7 +79,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def registry(db_url: str) -> AsyncIterator[Registry]:
-    """A migrated registry on ``db_url``."""
+    """A registry on ``db_url``, migrated to head, closed after the test."""
     await upgrade_async(db_url)
     reg = Registry(create_engine(db_url))
     try:
@@ -90,9 +90,22 @@ async def registry(db_url: str) -> AsyncIterator[Registry]:
 
 @pytest.fixture
 def store(tmp_path: Path) -> ArtifactStore:
-    return ArtifactStore(tmp_path / "artifacts", max_bytes=10 * 1024 * 1024)
+    """An empty artifact store in ``tmp_path/artifacts`` with a 10 MiB limit."""
+    return ArtifactStore(tmp_path / "artifacts", max_bytes=STORE_MAX_BYTES)
 
 
 @pytest.fixture
-def tmp_settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", _env_file=None)  # type: ignore[call-arg]
+def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
+    """Build Settings rooted in ``tmp_path/data`` (no ``.env``, environment still applies); overrides by name."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {"data_dir": tmp_path / "data", **overrides}
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return make
+
+
+@pytest.fixture
+def tmp_settings(settings_factory: Callable[..., Settings]) -> Settings:
+    """Default settings with the data dir (SQLite registry, artifacts) in ``tmp_path/data``."""
+    return settings_factory()

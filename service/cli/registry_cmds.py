@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
+from pydantic import ValidationError
 
 from registry_db.errors import IntegrityError, RegistryError
 from registry_db.records import Principal, VersionRecord
@@ -47,6 +48,18 @@ def _actor() -> str:
 
 def _fail(message: str) -> NoReturn:
     raise click.ClickException(message.strip().splitlines()[0] if message.strip() else "failed")
+
+
+def _settings() -> Settings:
+    """Settings from the environment; a bad value is one line naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"MODELPORT_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        _fail(f"invalid settings: {problems}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +90,7 @@ def _run(work: Callable[[Any], Awaitable[T]], *, with_plugins: bool = False) -> 
     """
 
     async def main() -> T:
-        settings = Settings()
+        settings = _settings()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         await _prepare_schema(settings)
         if with_plugins:
@@ -163,7 +176,7 @@ def db_upgrade(revision: str) -> None:
     """Upgrade the registry schema (run once per release, before the new servers start)."""
     from registry_db.migrate import current_async, upgrade_async
 
-    settings = Settings()
+    settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
 
     async def work() -> str | None:
@@ -184,7 +197,7 @@ def db_current() -> None:
     """Print the schema revision of the registry database and whether it is at head."""
     from registry_db.migrate import current_async, head_revision
 
-    settings = Settings()
+    settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         rev = asyncio.run(current_async(settings.resolved_database_url))
@@ -320,14 +333,14 @@ def show(name: str, version: str, as_json: bool) -> None:
         return
     fields = ("model_name", "version", "number", "status", "backend", "architecture", "sha256", "size_bytes")
     for key in fields:
-        click.echo(f"{key + ':':<16}{'' if getattr(record, key) is None else getattr(record, key)}")
-    click.echo(f"{'created_at:':<16}{record.created_at.isoformat()}")
-    click.echo(f"{'created_by:':<16}{record.created_by}")
-    click.echo(f"{'storage_path:':<16}{record.storage_path}")
-    click.echo(f"{'signature:':<16}{json.dumps(record.signature)}")
+        click.echo(f"{key + ':':<14}{'' if getattr(record, key) is None else getattr(record, key)}")
+    click.echo(f"{'created_at:':<14}{record.created_at.isoformat()}")
+    click.echo(f"{'created_by:':<14}{record.created_by}")
+    click.echo(f"{'storage_path:':<14}{record.storage_path}")
+    click.echo(f"{'signature:':<14}{json.dumps(record.signature)}")
     if record.architecture_config:
-        click.echo(f"{'config:':<16}{json.dumps(record.architecture_config)}")
-    click.echo(f"{'card:':<16}{json.dumps(record.card, indent=2)}")
+        click.echo(f"{'config:':<14}{json.dumps(record.architecture_config)}")
+    click.echo(f"{'card:':<14}{json.dumps(record.card, indent=2)}")
 
 
 @cli.command()

@@ -7,6 +7,7 @@ one broken plugin take the process down; we do not).
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import threading
 from dataclasses import dataclass
@@ -98,6 +99,7 @@ class PluginRegistry:
 
     def refresh(self) -> None:
         """Re-scan entry points (e.g. after installing a plugin distribution)."""
+        importlib.invalidate_caches()  # a distribution installed after start-up must be found on refresh
         with self._lock:
             self._backends.clear()
             self._architectures.clear()

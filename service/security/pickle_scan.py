@@ -1,140 +1,437 @@
 """Pre-scan pickles opcode by opcode, without unpickling: only tensor-rebuilding globals may appear.
 
-This runs before ``torch.load(weights_only=True)`` as a second, independent wall: a payload whose
-``__reduce__`` would run code names a global (``os.system``, ``builtins.exec``, ...) and is refused here,
-before any byte reaches an unpickler.
+This runs before ``torch.load(weights_only=True)`` as a second, independent wall. A payload whose
+``__reduce__`` would run code has to name a callable (``os.system``, ``builtins.exec``, ...) through a
+``GLOBAL``/``STACK_GLOBAL`` opcode; the scan refuses any global outside :data:`ALLOWED_GLOBALS` (a subset of
+torch's own ``weights_only`` allowlist) before a single byte reaches an unpickler.
+
+The scan keeps a symbolic stack and memo, as the unpickler would, so ``STACK_GLOBAL`` is checked against
+the two values really on top of the stack (not merely the last strings seen), and ``REDUCE``/``NEWOBJ``
+may only call a global that passed the allowlist. Persistent ids (torch's tensor storages) are read to
+count tensors and the bytes they declare, so caps apply before torch allocates anything.
+
+Pure standard library (``pickletools``); the core never imports torch.
 """
 
 from __future__ import annotations
 
+import _compat_pickle
 import io
 import pickletools
 import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 from service.errors import ArtifactRejected
 
-__all__ = ("ALLOWED_GLOBALS", "UnsafePickle", "scan_pickle_bytes", "scan_torch_zip")
+__all__ = (
+    "ALLOWED_GLOBALS",
+    "PickleSummary",
+    "UnsafePickle",
+    "scan_pickle_bytes",
+    "scan_pickle_file",
+    "scan_pickle_stream",
+    "scan_torch_zip",
+)
 
-_STORAGES = [
-    "FloatStorage",
-    "DoubleStorage",
-    "HalfStorage",
-    "BFloat16Storage",
-    "LongStorage",
-    "IntStorage",
-    "ShortStorage",
-    "CharStorage",
-    "ByteStorage",
-    "BoolStorage",
-    "ComplexFloatStorage",
-    "ComplexDoubleStorage",
-]
+_STORAGE_ITEMSIZE = {
+    "DoubleStorage": 8,
+    "FloatStorage": 4,
+    "HalfStorage": 2,
+    "BFloat16Storage": 2,
+    "LongStorage": 8,
+    "IntStorage": 4,
+    "ShortStorage": 2,
+    "CharStorage": 1,
+    "ByteStorage": 1,
+    "BoolStorage": 1,
+    "ComplexFloatStorage": 8,
+    "ComplexDoubleStorage": 16,
+    "QInt8Storage": 1,
+    "QUInt8Storage": 1,
+    "QInt32Storage": 4,
+    "QUInt4x2Storage": 1,
+    "QUInt2x4Storage": 1,
+}
+"""Legacy typed storages torch writes into persistent ids -> bytes per element."""
+_STORAGE_ITEMSIZE_BY_GLOBAL = {
+    **{f"torch.{name}": size for name, size in _STORAGE_ITEMSIZE.items()},
+    **{f"torch.cuda.{name}": size for name, size in _STORAGE_ITEMSIZE.items() if not name.startswith("Q")},
+    "torch.storage.UntypedStorage": 1,
+    "torch.storage.TypedStorage": 1,
+}
 _DTYPES = [
     "float32",
     "float64",
     "float16",
     "bfloat16",
-    "int64",
-    "int32",
-    "int16",
-    "int8",
-    "uint8",
-    "bool",
+    "complex32",
     "complex64",
     "complex128",
-    "float",
-    "double",
-    "half",
-    "long",
-    "int",
-    "short",
+    "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float8_e4m3fn",
+    "float8_e4m3fnuz",
+    "float8_e5m2",
+    "float8_e5m2fnuz",
+    "float8_e8m0fnu",
+    "qint8",
+    "quint8",
+    "qint32",
+    "quint4x2",
+    "quint2x4",
 ]
-ALLOWED_GLOBALS = frozenset(
+_TENSOR_TYPES = ["Double", "Float", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool"]
+_QSCHEMES = ["per_tensor_affine", "per_tensor_symmetric", "per_channel_affine", "per_channel_symmetric"]
+
+ALLOWED_GLOBALS: frozenset[str] = frozenset(
     {
+        # plain containers and scalars torch's weights_only unpickler also allows
         "collections.OrderedDict",
+        "collections.Counter",
         "builtins.set",
-        "builtins.frozenset",
+        "builtins.bytearray",
+        "builtins.complex",
+        "_codecs.encode",
+        # tensors and parameters
         "torch._utils._rebuild_tensor",
         "torch._utils._rebuild_tensor_v2",
         "torch._utils._rebuild_tensor_v3",
         "torch._utils._rebuild_parameter",
         "torch._utils._rebuild_parameter_with_state",
+        "torch._utils._rebuild_qtensor",
         "torch._tensor._rebuild_from_type_v2",
         "torch.Tensor",
         "torch.nn.parameter.Parameter",
         "torch.Size",
         "torch.device",
-        "torch.storage.UntypedStorage",
-        "torch.storage.TypedStorage",
-        *(f"torch.{name}" for name in _STORAGES),
+        *_STORAGE_ITEMSIZE_BY_GLOBAL,
         *(f"torch.{name}" for name in _DTYPES),
+        *(f"torch.{name}Tensor" for name in _TENSOR_TYPES),
+        *(f"torch.{name}" for name in _QSCHEMES),
     }
 )
+"""Globals a weights-only pickle may reference (torch's ``weights_only`` allowlist minus sparse, nested and
+wrapper-subclass tensors, which state_dicts served here do not need)."""
+
 _MAX_OPS = 20_000_000
-_MAX_TENSORS = 200_000
-_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING", "SHORT_BINSTRING"}
+_STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING"})
+_STRING_OPS |= {"SHORT_BINSTRING"}
+_INT_OPS = frozenset({"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"})
+_PUT_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+_GET_OPS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+_TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+"""First pickle of a legacy (non-zip) ``torch.save`` file; four more pickles and the raw storages follow."""
 
 
 class UnsafePickle(ArtifactRejected):
     """The pickle references something other than tensors and plain containers."""
 
 
-def scan_pickle_bytes(data: bytes, *, where: str = "pickle") -> int:
-    """Refuse any global outside :data:`ALLOWED_GLOBALS`; returns the number of persistent tensor storages."""
-    strings: list[str] = []
-    memo: dict[int, str] = {}
-    storages = 0
+class _Mark:
+    """The MARK opcode's sentinel on the symbolic stack."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Global:
+    """A global the scan already checked against the allowlist."""
+
+    name: str
+
+
+class _Opaque:
+    """Any value whose content the scan does not need (lists, dicts, tensors, ...)."""
+
+
+_MARK, _OPAQUE = _Mark(), _Opaque()
+
+
+@dataclass(slots=True)
+class PickleSummary:
+    """What a weights-only pickle declares, for the caps the guard applies before any allocation."""
+
+    tensors: int = 0
+    """Distinct tensor storages referenced (persistent ids)."""
+    declared_bytes: int = 0
+    """Sum of the storages' declared sizes (numel x element size)."""
+    storage_bytes: dict[str, int] = field(default_factory=dict)
+    """Storage key -> declared bytes (a torch zip keeps each under ``<root>/data/<key>``)."""
+
+    def merge(self, other: PickleSummary) -> None:
+        """Fold another pickle's storages in (several ``.pkl`` members, or a legacy file's pickles)."""
+        for key, size in other.storage_bytes.items():
+            if key not in self.storage_bytes:
+                self.storage_bytes[key] = size
+                self.tensors += 1
+                self.declared_bytes += size
+
+
+def _qualified(module: str, name: str, protocol: int) -> str:
+    """``module.name`` as the unpickler resolves it (Python 2 names are mapped for protocols < 3)."""
+    if protocol < 3:
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
+    return f"{module}.{name}"
+
+
+def _check_global(qualified: str, where: str) -> _Global:
+    if qualified not in ALLOWED_GLOBALS:
+        raise UnsafePickle(
+            f"{where}: refused: the pickle references '{qualified[:200]}', which is not a tensor or plain "
+            "container (save a state_dict of tensors, preferably as safetensors)"
+        )
+    return _Global(qualified)
+
+
+class _Scanner:
+    """Symbolic execution of one pickle: a stack and memo of placeholders, no objects are ever built."""
+
+    def __init__(self, where: str, summary: PickleSummary) -> None:
+        self.where = where
+        self.summary = summary
+        self.stack: list[Any] = []
+        self.memo: dict[int, Any] = {}
+        self.protocol = 0
+        self.first: Any = None
+
+    def pop(self) -> Any:
+        if not self.stack:
+            raise ValueError("stack underflow")
+        return self.stack.pop()
+
+    def pop_to_mark(self) -> list[Any]:
+        items: list[Any] = []
+        while True:
+            item = self.pop()
+            if item is _MARK:
+                items.reverse()
+                return items
+            items.append(item)
+
+    def callable_check(self, target: Any, opname: str) -> None:
+        if not isinstance(target, _Global):
+            raise UnsafePickle(f"{self.where}: refused: {opname} on a computed callable (only allowed globals)")
+
+    def persistent_id(self, pid: Any) -> None:
+        """torch's storage ids: ``('storage', StorageType, key, location, numel[, view_metadata])``."""
+        if not (
+            isinstance(pid, tuple)
+            and len(pid) in (5, 6)
+            and pid[0] == "storage"
+            and isinstance(pid[1], _Global)
+            and isinstance(pid[2], str)
+            and isinstance(pid[4], int)
+            and pid[4] >= 0
+        ):
+            raise UnsafePickle(f"{self.where}: refused: a persistent id that is not a torch tensor storage")
+        itemsize = _STORAGE_ITEMSIZE_BY_GLOBAL.get(pid[1].name)
+        if itemsize is None:
+            raise UnsafePickle(f"{self.where}: refused: '{pid[1].name}' is not a storage type")
+        key = pid[2]
+        if key not in self.summary.storage_bytes:
+            self.summary.storage_bytes[key] = pid[4] * itemsize
+            self.summary.tensors += 1
+            self.summary.declared_bytes += pid[4] * itemsize
+
+    def step(self, opcode: pickletools.OpcodeInfo, arg: Any) -> bool:  # noqa: C901, PLR0912 - one opcode table
+        """Apply one opcode; True on STOP."""
+        name = opcode.name
+        if name in _STRING_OPS:
+            self.stack.append(arg if isinstance(arg, str) else _OPAQUE)
+        elif name in _INT_OPS:
+            self.stack.append(int(arg) if isinstance(arg, int) and not isinstance(arg, bool) else _OPAQUE)
+        elif name == "MARK":
+            self.stack.append(_MARK)
+        elif name in _PUT_OPS:
+            if not self.stack:
+                raise ValueError("PUT on an empty stack")
+            self.memo[int(arg)] = self.stack[-1]
+        elif name == "MEMOIZE":
+            if not self.stack:
+                raise ValueError("MEMOIZE on an empty stack")
+            self.memo[len(self.memo)] = self.stack[-1]
+        elif name in _GET_OPS:
+            if int(arg) not in self.memo:
+                raise ValueError(f"memo key {arg} was never stored")
+            self.stack.append(self.memo[int(arg)])
+        elif name == "DUP":
+            if not self.stack:
+                raise ValueError("DUP on an empty stack")
+            self.stack.append(self.stack[-1])
+        elif name == "POP":
+            self.pop()
+        elif name == "POP_MARK":
+            self.pop_to_mark()
+        elif name == "GLOBAL":
+            module, _, attr = str(arg).partition(" ")
+            self.stack.append(_check_global(_qualified(module, attr, self.protocol), self.where))
+        elif name == "STACK_GLOBAL":
+            attr, module = self.pop(), self.pop()
+            if not (isinstance(module, str) and isinstance(attr, str)):
+                raise UnsafePickle(f"{self.where}: refused: STACK_GLOBAL with a computed module or name")
+            self.stack.append(_check_global(_qualified(module, attr, self.protocol), self.where))
+        elif name == "INST":
+            module, _, attr = str(arg).partition(" ")
+            _check_global(_qualified(module, attr, self.protocol), self.where)
+            self.pop_to_mark()
+            self.stack.append(_OPAQUE)
+        elif name == "OBJ":
+            items = self.pop_to_mark()
+            if not items:
+                raise ValueError("OBJ without a class")
+            self.callable_check(items[0], "OBJ")
+            self.stack.append(_OPAQUE)
+        elif name == "REDUCE":
+            self.pop()  # args
+            self.callable_check(self.pop(), "REDUCE")
+            self.stack.append(_OPAQUE)
+        elif name == "NEWOBJ":
+            self.pop()
+            self.callable_check(self.pop(), "NEWOBJ")
+            self.stack.append(_OPAQUE)
+        elif name == "NEWOBJ_EX":
+            self.pop()
+            self.pop()
+            self.callable_check(self.pop(), "NEWOBJ_EX")
+            self.stack.append(_OPAQUE)
+        elif name == "TUPLE":
+            self.stack.append(tuple(self.pop_to_mark()))
+        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+            count = int(name[-1])
+            items = [self.pop() for _ in range(count)]
+            items.reverse()
+            self.stack.append(tuple(items))
+        elif name == "EMPTY_TUPLE":
+            self.stack.append(())
+        elif name == "BINPERSID":
+            self.persistent_id(self.pop())
+            self.stack.append(_OPAQUE)
+        elif name == "PERSID":
+            raise UnsafePickle(f"{self.where}: refused: text persistent ids are not torch tensor storages")
+        elif name in ("EXT1", "EXT2", "EXT4"):
+            raise UnsafePickle(f"{self.where}: refused: the pickle uses the copyreg extension registry")
+        elif name in ("NEXT_BUFFER", "READONLY_BUFFER"):
+            raise UnsafePickle(f"{self.where}: refused: out-of-band buffers are not part of a weights file")
+        elif name == "PROTO":
+            self.protocol = int(arg)
+        elif name == "FRAME":
+            pass
+        elif name == "STOP":
+            self.first = self.pop()
+            return True
+        else:
+            self.generic(opcode)
+        return False
+
+    def generic(self, opcode: pickletools.OpcodeInfo) -> None:
+        """Any other opcode (containers, constants): pop what it consumes, push placeholders."""
+        before = opcode.stack_before
+        if pickletools.markobject in before:
+            self.pop_to_mark()
+            for _ in range(before.index(pickletools.markobject)):
+                self.pop()
+        else:
+            for _ in before:
+                self.pop()
+        for _ in opcode.stack_after:
+            self.stack.append(_OPAQUE)
+
+
+def scan_pickle_stream(stream: IO[bytes], *, where: str = "pickle", summary: PickleSummary | None = None) -> Any:
+    """Scan one pickle from ``stream``'s position up to and including its STOP opcode.
+
+    Returns the symbolic top-level value (an ``int`` when the pickle is just an integer, a placeholder
+    otherwise) and folds storages into ``summary``.
+
+    Raises:
+        UnsafePickle: a global outside :data:`ALLOWED_GLOBALS`, a call on a computed callable, a foreign
+            persistent id, the extension registry, or out-of-band buffers.
+        ArtifactRejected: malformed, truncated or over-long pickles.
+    """
+    scanner = _Scanner(where, summary if summary is not None else PickleSummary())
     ops = 0
     try:
-        for opcode, arg, _pos in pickletools.genops(io.BytesIO(data)):
+        for opcode, arg, _pos in pickletools.genops(stream):
             ops += 1
             if ops > _MAX_OPS:
                 raise UnsafePickle(f"{where}: more than {_MAX_OPS} pickle opcodes")
-            name = opcode.name
-            if name in _STRING_OPS:
-                strings.append(arg if isinstance(arg, str) else str(arg))
-            elif name in ("BINPUT", "LONG_BINPUT", "PUT") and strings:
-                memo[int(arg)] = strings[-1]
-            elif name == "MEMOIZE" and strings:
-                memo[len(memo)] = strings[-1]
-            elif name in ("BINGET", "LONG_BINGET", "GET") and int(arg) in memo:
-                strings.append(memo[int(arg)])
-            elif name in ("GLOBAL", "INST"):
-                module, _, attr = str(arg).partition(" ")
-                _check(f"{module}.{attr}", where)
-            elif name == "STACK_GLOBAL":
-                if len(strings) < 2:
-                    raise UnsafePickle(f"{where}: STACK_GLOBAL with an unknown target")
-                _check(f"{strings[-2]}.{strings[-1]}", where)
-            elif name in ("EXT1", "EXT2", "EXT4"):
-                raise UnsafePickle(f"{where}: pickle uses the extension registry, which is never allowed")
-            elif name in ("BINPERSID", "PERSID"):
-                storages += 1
-                if storages > _MAX_TENSORS:
-                    raise UnsafePickle(f"{where}: more than {_MAX_TENSORS} tensors")
+            if scanner.step(opcode, arg):
+                return scanner.first
     except UnsafePickle:
         raise
-    except Exception as exc:  # noqa: BLE001 - malformed pickles are refused, whatever pickletools raises
+    except Exception as exc:  # noqa: BLE001 - whatever pickletools raises, a malformed pickle is refused
         raise ArtifactRejected(f"{where}: malformed or truncated pickle ({type(exc).__name__}: {exc})") from None
-    return storages
+    raise ArtifactRejected(f"{where}: truncated pickle (no STOP opcode)")
 
 
-def _check(qualified: str, where: str) -> None:
-    if qualified not in ALLOWED_GLOBALS:
-        raise UnsafePickle(
-            f"{where}: refused: the pickle references '{qualified}', which is not a tensor or plain container "
-            "(use safetensors, or a state_dict of tensors)"
-        )
+def scan_pickle_bytes(data: bytes, *, where: str = "pickle") -> PickleSummary:
+    """Scan a single pickle held in memory; trailing bytes after its STOP opcode are refused."""
+    summary = PickleSummary()
+    stream = io.BytesIO(data)
+    scan_pickle_stream(stream, where=where, summary=summary)
+    if stream.tell() != len(data):
+        raise ArtifactRejected(f"{where}: {len(data) - stream.tell()} unexpected bytes after the pickle")
+    return summary
 
 
-def scan_torch_zip(path: Path) -> int:
-    """Scan every ``.pkl`` member of a ``torch.save`` zip archive."""
-    total = 0
+def scan_pickle_file(path: Path) -> PickleSummary:
+    """Scan a raw pickle artifact without reading it whole.
+
+    A legacy ``torch.save`` file is five pickles (magic number, protocol, system info, the object, the
+    storage keys) followed by raw storage bytes: all five are scanned. Any other file must be exactly one
+    pickle (bytes hidden after its STOP are refused).
+    """
+    summary = PickleSummary()
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        first = scan_pickle_stream(fh, where="pickle", summary=summary)
+        if first == _TORCH_LEGACY_MAGIC:
+            for part in ("protocol version", "system info", "object", "storage keys"):
+                scan_pickle_stream(fh, where=f"torch.save {part} pickle", summary=summary)
+        elif fh.tell() != size:
+            raise ArtifactRejected(f"pickle: {size - fh.tell()} unexpected bytes after the pickle")
+    return summary
+
+
+def scan_torch_zip(
+    path: Path, entries: Iterable[zipfile.ZipInfo] | None = None, *, max_member_bytes: int = 256 * 1024 * 1024
+) -> PickleSummary:
+    """Scan every ``.pkl`` member of a ``torch.save`` zip archive and check each storage fits its record.
+
+    Raises ArtifactRejected when a storage's declared size exceeds the bytes the archive holds for it
+    (``<root>/data/<key>``), or it has none.
+    """
+    summary = PickleSummary()
     with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            if info.filename.endswith(".pkl"):
-                if info.file_size > 512 * 1024 * 1024:
-                    raise UnsafePickle(f"{info.filename}: pickle member too large")
-                total += scan_pickle_bytes(archive.read(info), where=info.filename)
-    return total
+        infos = list(entries) if entries is not None else archive.infolist()
+        records = {info.filename: info.file_size for info in infos}
+        for info in infos:
+            if not info.filename.endswith(".pkl"):
+                continue
+            if info.file_size > max_member_bytes:
+                raise UnsafePickle(f"{info.filename}: pickle member of {info.file_size} bytes is over the limit")
+            member = PickleSummary()
+            scan_pickle_stream(io.BytesIO(archive.read(info)), where=info.filename, summary=member)
+            root = info.filename.rsplit("/", 1)[0] + "/" if "/" in info.filename else ""
+            for key, declared in member.storage_bytes.items():
+                held = records.get(f"{root}data/{key}")
+                if held is None:
+                    raise ArtifactRejected(f"{info.filename}: tensor storage '{key[:64]}' has no data record")
+                if declared > held:
+                    raise ArtifactRejected(
+                        f"{info.filename}: tensor storage '{key[:64]}' declares {declared} bytes "
+                        f"but the archive holds {held}"
+                    )
+            summary.merge(member)
+    return summary

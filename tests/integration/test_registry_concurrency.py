@@ -1,13 +1,18 @@
-"""Two OS processes registering at once get distinct, gap-free version numbers; SIGKILL mid-registration
-leaves no row pointing at a missing or wrong blob, and registering again succeeds."""
+"""Two OS processes registering unversioned versions of one model at the same moment get the distinct,
+gap-free numbers 1..50, without an error, on PostgreSQL (row lock) and on SQLite (BEGIN IMMEDIATE).
+
+Run as a script, this file is the worker: ``python test_registry_concurrency.py URL STORE GO_FILE COUNT``
+prints ``ready``, waits for GO_FILE to appear (a start barrier, so both workers really overlap), then stores
+COUNT distinct artifacts and commits a version for each through ``Registry.add_version``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,69 +21,102 @@ from registry_db.migrate import upgrade_async
 from registry_db.repository import Registry
 from registry_db.session import create_engine
 from registry_db.store import ArtifactStore
-from tests.helpers.register_worker import STEPS
 
 pytestmark = pytest.mark.integration
-WORKER = [sys.executable, "-m", "tests.helpers.register_worker"]
 ROOT = Path(__file__).resolve().parents[2]
+PER_WORKER = 25
 
 
-def _spawn(url: str, store: Path, count: int, pause_at: str | None = None) -> subprocess.Popen[str]:
-    args = [*WORKER, url, str(store), str(count), *([pause_at] if pause_at else [])]
-    return subprocess.Popen(
-        args,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+async def _worker(url: str, store_dir: str, go_file: str, count: int) -> None:
+    registry = Registry(create_engine(url))
+    store = ArtifactStore(Path(store_dir), max_bytes=10**7)
+    try:
+        await registry.ping()  # connect before the barrier
+        print("ready", flush=True)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(go_file):
+            if time.monotonic() > deadline:
+                raise SystemExit("start barrier never opened")
+            await asyncio.sleep(0.005)
+        me = f"worker-{os.getpid()}"
+        started = time.time()
+        for i in range(count):
+
+            async def payload(i: int = i) -> object:
+                yield f"{me} artifact {i}".encode() * 64
+
+            stored = await store.put_stream(payload())  # type: ignore[arg-type]
+            await registry.add_version(
+                "race",
+                version=None,
+                backend="onnx",
+                architecture=None,
+                architecture_config={},
+                sha256=stored.sha256,
+                size_bytes=stored.size_bytes,
+                storage_path=stored.storage_path,
+                signature={},
+                preprocessing=None,
+                postprocessing=None,
+                card={},
+                actor=me,
+            )
+        print(f"done {started} {time.time()}", flush=True)
+    finally:
+        await registry.close()
 
 
-def test_two_processes_register_50_distinct_versions(fresh_pg_url: str, tmp_path: Path) -> None:
-    asyncio.run(upgrade_async(fresh_pg_url))
-    procs = [_spawn(fresh_pg_url, tmp_path / "store", 25) for _ in range(2)]
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        assert "done" in out
-
-    async def numbers() -> list[int]:
-        reg = Registry(create_engine(fresh_pg_url))
-        try:
-            return sorted(v.number for v in await reg.list_versions("race"))
-        finally:
-            await reg.close()
-
-    assert asyncio.run(numbers()) == list(range(1, 51))
-
-
-@pytest.mark.parametrize("step", STEPS)
-def test_sigkill_during_registration_leaves_registry_consistent(db_url: str, tmp_path: Path, step: str) -> None:
+def test_two_processes_register_50_distinct_gap_free_versions(db_url: str, tmp_path: Path) -> None:
     asyncio.run(upgrade_async(db_url))
-    store_dir = tmp_path / "store"
-    proc = _spawn(db_url, store_dir, 1, pause_at=step)
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == step
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
+    store_dir, go = tmp_path / "store", tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, db_url, str(store_dir), str(go), str(PER_WORKER)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    spans: list[tuple[float, float]] = []
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        go.touch()
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+            word, start, end = out.split()
+            assert word == "done" and "Traceback" not in err
+            spans.append((float(start), float(end)))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
 
-    async def check_then_register() -> list[str]:
-        reg = Registry(create_engine(db_url))
-        store = ArtifactStore(store_dir, max_bytes=10**8)
+    async def check() -> None:
+        registry = Registry(create_engine(db_url))
+        store = ArtifactStore(store_dir, max_bytes=10**7)
         try:
-            try:
-                rows = await reg.list_versions("race")
-            except Exception:  # noqa: BLE001 - the model row itself may not exist yet
-                rows = []
-            for row in rows:  # every committed row points at a durable, intact blob
-                store.verified_path(row.sha256)
-            again = _spawn(db_url, store_dir, 1)
-            out, err = again.communicate(timeout=60)
-            assert again.returncode == 0, err
-            return [v.version for v in await reg.list_versions("race")]
+            versions = await registry.list_versions("race")
+            assert [v.number for v in versions] == list(range(1, 2 * PER_WORKER + 1))
+            assert [v.version for v in versions] == [str(n) for n in range(1, 2 * PER_WORKER + 1)]
+            authors = [v.created_by for v in versions]
+            assert len(set(authors)) == 2 and all(authors.count(a) == PER_WORKER for a in set(authors))
+            for v in versions:
+                assert store.verified_path(v.sha256).stat().st_size == v.size_bytes
+            audit = await registry.list_audit(limit=1000)
+            assert sum(a.action == "version.register" for a in audit) == 2 * PER_WORKER
+            assert sum(a.action == "model.create" for a in audit) == 1
+            assert await registry.generation() == 2 * PER_WORKER  # one bump per registration
         finally:
-            await reg.close()
+            await registry.close()
 
-    versions = asyncio.run(check_then_register())
-    assert versions == ["1"]  # the killed attempt committed nothing; the retry got number 1
+    asyncio.run(check())
+    # the two workers really raced: each was registering while the other was
+    assert max(start for start, _ in spans) < min(end for _, end in spans), spans
+
+
+if __name__ == "__main__":
+    asyncio.run(_worker(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))

@@ -1,75 +1,148 @@
-"""A third-party backend package (its own pyproject + entry point, nothing else) installs, is listed,
-registers and serves, with no change to the core."""
+"""A third-party backend package, with nothing but its own pyproject and entry point, installs into the
+virtualenv, is listed by ``modelport plugins``, registers a version through ``register_version`` and is
+served over HTTP by a real server: no change to the core.
+
+The package is the "write your own backend" example of ``docs/plugins.md``, taken from the page itself, so
+the documentation cannot drift from what works.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import shutil
-import struct
+import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from registry_db.records import Principal
+from service.context import Services
+from service.inference.loader import load_engine
+from service.management.manifest import VersionManifest
+from service.management.registration import register_version
+from service.plugins import PluginRegistry
+from service.settings import Settings
 from tests.helpers.server import run_server
 
 pytestmark = pytest.mark.integration
-EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "modelport-linear"
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
+_FILE_BLOCK = re.compile(r"\*\*`(modelport-linear/[^`]+)`\*\*\s*\n\s*\n```[a-z]+\n(.*?)```", re.DOTALL)
+_PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "-q"]
 
 
-def _write_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
-    header, blobs, offset = {}, [], 0
-    for name, array in tensors.items():
-        raw = np.ascontiguousarray(array, dtype=np.float32).tobytes()
-        header[name] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    encoded = json.dumps(header).encode()
-    encoded += b" " * (-len(encoded) % 8)
-    path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + b"".join(blobs))
+def _write_example(root: Path) -> Path:
+    """The example package's files, exactly as docs/plugins.md shows them."""
+    blocks = _FILE_BLOCK.findall(DOC.read_text())
+    names = [name for name, _ in blocks]
+    assert names == [
+        "modelport-linear/pyproject.toml",
+        "modelport-linear/src/modelport_linear/__init__.py",
+        "modelport-linear/tests/test_linear.py",
+    ], names
+    for name, body in blocks:
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(body)
+    return root / "modelport-linear"
 
 
-@pytest.fixture(scope="module")
-def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    source = tmp_path_factory.mktemp("plugin") / "modelport-linear"
-    shutil.copytree(EXAMPLE, source)
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "install", "--no-deps", "--no-build-isolation", str(source)], check=True, timeout=300)
-    try:
-        yield
-    finally:
-        subprocess.run([*pip, "uninstall", "-y", "modelport-linear"], check=False, timeout=120)
-
-
-def test_listed_registered_and_served(installed_plugin: None, tmp_path: Path) -> None:
+def _listed_plugins(data_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
     listing = subprocess.run(
         [sys.executable, "-m", "service", "plugins", "--json"],
         capture_output=True,
         text=True,
-        env={"MODELPORT_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        env={"MODELPORT_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin"},
         timeout=120,
+        check=False,
     )
     assert listing.returncode == 0, listing.stderr
-    plugins = {(p["kind"], p["name"]): p for p in json.loads(listing.stdout)}
-    assert plugins[("backend", "linear")]["distribution"] == "modelport-linear"
-    assert plugins[("backend", "linear")]["error"] is None
+    return {(p["kind"], p["name"]): p for p in json.loads(listing.stdout)}
 
-    rng = np.random.default_rng(0)
-    weight, bias = rng.standard_normal((3, 2)).astype(np.float32), rng.standard_normal(2).astype(np.float32)
-    artifact = tmp_path / "linear.safetensors"
-    _write_safetensors(artifact, {"weight": weight, "bias": bias})
-    with run_server(tmp_path / "data") as server:
-        record = server.register_onnx("lin", artifact, backend="linear")
-        assert record["signature"]["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 3]}]
+
+async def _register_and_load(data_dir: Path, artifact: Path, x: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
+    # the package appeared in site-packages after this process started: discovery must still find it
+    services = await Services.open(Settings(data_dir=data_dir, device="cpu"), plugins=PluginRegistry(), migrate=True)
+    try:
+        record = await register_version(
+            services,
+            "lin",
+            artifact=artifact,
+            manifest=VersionManifest(backend="linear", card={"summary": "third-party backend example"}),
+            principal=Principal(name="integration", scopes=frozenset({"read", "admin"})),
+        )
+        await services.registry.set_alias("lin", "production", record.version, actor="integration")
+        engine = load_engine(
+            settings=services.settings,
+            store=services.store,
+            plugins=services.plugins,
+            sha256=record.sha256,
+            backend_name=record.backend,
+            architecture=None,
+            architecture_config={},
+            signature=record.signature,
+            trusted=False,
+        ).engine
+        return {"version": record.version, "signature": record.signature}, engine.predict({"x": x})["y"]
+    finally:
+        await services.close()
+
+
+def test_installed_listed_registered_and_served(tmp_path: Path) -> None:
+    if sys.prefix == sys.base_prefix:
+        pytest.skip("installs a package: runs only inside a virtualenv (.venv), never into the system Python")
+    from safetensors.numpy import save_file
+
+    package = _write_example(tmp_path / "src")
+    data_dir = tmp_path / "data"
+    subprocess.run([*_PIP, "install", "--no-deps", "--no-build-isolation", str(package)], check=True, timeout=300)
+    try:
+        plugin = _listed_plugins(data_dir)[("backend", "linear")]
+        assert (plugin["distribution"], plugin["version"], plugin["status"]) == ("modelport-linear", "0.1.0", "ok")
+        assert plugin["entry_point"] == "modelport_linear:LinearBackend"
+
+        own_tests = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(package / "tests")],
+            capture_output=True,
+            text=True,
+            cwd=package,
+            timeout=300,
+            check=False,
+        )
+        assert own_tests.returncode == 0, own_tests.stdout + own_tests.stderr
+
+        rng = np.random.default_rng(0)
+        weight = rng.standard_normal((3, 2)).astype(np.float32)
+        bias = rng.standard_normal(2).astype(np.float32)
+        artifact = tmp_path / "linear.safetensors"
+        save_file({"weight": weight, "bias": bias}, str(artifact))
         x = rng.standard_normal((4, 3)).astype(np.float32)
-        with server.client() as client:
+
+        record, direct = asyncio.run(_register_and_load(data_dir, artifact, x))
+        assert record["version"] == "1"
+        assert record["signature"] == {
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 3]}],
+            "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 2]}],
+        }
+        np.testing.assert_allclose(direct, x @ weight + bias, rtol=1e-6, atol=1e-6)
+
+        with run_server(data_dir) as server, server.client() as client:
+            metadata = client.get("/v2/models/lin/versions/1")
+            assert metadata.status_code == 200, metadata.text
+            assert metadata.json()["platform"] == "numpy_linear"
             reply = client.post(
-                "/v2/models/lin/versions/1/infer",
+                "/v2/models/lin/infer",
                 json={"inputs": [{"name": "x", "datatype": "FP32", "shape": [4, 3], "data": x.ravel().tolist()}]},
             )
         assert reply.status_code == 200, reply.text
-        got = np.asarray(reply.json()["outputs"][0]["data"], dtype=np.float32).reshape(4, 2)
-        np.testing.assert_allclose(got, x @ weight + bias, rtol=1e-5, atol=1e-5)
+        assert reply.json()["model_version"] == "1"
+        served = np.asarray(reply.json()["outputs"][0]["data"], dtype=np.float32).reshape(4, 2)
+        np.testing.assert_allclose(served, x @ weight + bias, rtol=1e-5, atol=1e-5)
+    finally:
+        subprocess.run([*_PIP, "uninstall", "-y", "modelport-linear"], check=False, timeout=120)
+        sys.modules.pop("modelport_linear", None)
+    assert ("backend", "linear") not in _listed_plugins(data_dir)

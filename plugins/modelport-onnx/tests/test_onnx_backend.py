@@ -1,63 +1,136 @@
-"""The onnx backend on real tiny models: signature, conformance, parity with the reference maths, refusals."""
+"""The onnx backend on real tiny models: signature, conformance, reference maths, devices, refusals."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from structlog.testing import capture_logs
 
-from modelport_onnx import OnnxBackend
-from service.plugins import LoadRequest, TensorSpec
-from service.plugins.testing import check_engine
-from tests.helpers.onnx_models import make_mlp_onnx
+from modelport_onnx import ExternalDataRefused, OnnxBackend
+from service.errors import ArtifactRejected
+from service.plugins import LoadRequest, TensorSpec, default_registry
+from service.plugins.testing import check_backend
+from service.security.artifact_guard import inspect_artifact
 
 
-def test_signature_conformance_and_parity(tmp_path: Path) -> None:
-    path = tmp_path / "m.onnx"
-    weights = make_mlp_onnx(path, in_dim=16, hidden=8, out=4)
-    engine = OnnxBackend().load(LoadRequest(artifact_path=path, artifact_format="onnx", device="cpu"))
+def _load(path: Path, **request: object) -> object:
+    return OnnxBackend().load(LoadRequest(artifact_path=path, artifact_format="onnx", **request))  # type: ignore[arg-type]
+
+
+def test_discovered_through_its_entry_point() -> None:
+    info = next(i for i in default_registry().infos() if i.kind == "backend" and i.name == "onnx")
+    assert info.ok and info.distribution == "modelport-onnx"
+    assert isinstance(default_registry().backend("onnx"), OnnxBackend)
+
+
+def test_conformance_signature_and_reference_maths(mlp: Any) -> None:
+    started = time.perf_counter()
+    engine = check_backend(OnnxBackend(), mlp.path, "onnx", batches=(1, 5))
+    print(f"\nonnx: load + conformance {1000 * (time.perf_counter() - started):.1f} ms")
     assert engine.inputs == (TensorSpec("input", "FP32", (-1, 16)),)
-    assert engine.outputs == (TensorSpec("logits", "FP32", (-1, 4)),)
-    assert engine.device == "cpu" and engine.platform == "onnxruntime_onnx"
-    check_engine(engine, batches=(1, 5))
-    x = np.random.default_rng(1).random((5, 16), dtype=np.float32)
-    np.testing.assert_allclose(engine.predict({"input": x})["logits"], weights.forward(x), rtol=1e-5, atol=1e-5)
+    assert engine.outputs == (TensorSpec("logits", "FP32", (-1, 4)), TensorSpec("label", "INT64", (-1,)))
+    assert engine.platform == "onnxruntime_onnx" and engine.device == "cpu"
+    for batch in (1, 5):
+        x = np.random.default_rng(batch).standard_normal((batch, 16)).astype(np.float32)
+        out = engine.predict({"input": x})
+        np.testing.assert_allclose(out["logits"], mlp.forward(x), rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(out["label"], mlp.forward(x).argmax(1))
+    engine.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        engine.predict({"input": np.zeros((1, 16), np.float32)})
 
 
-def test_cuda_request_falls_back_to_cpu(tmp_path: Path) -> None:
-    path = tmp_path / "m.onnx"
-    make_mlp_onnx(path, in_dim=4, hidden=4, out=2)
-    engine = OnnxBackend().load(LoadRequest(artifact_path=path, artifact_format="onnx", device="cuda"))
-    assert engine.device in ("cpu", "cuda:0")
-    assert engine.predict({"input": np.ones((2, 4), np.float32)})["logits"].shape == (2, 2)
+def test_fixed_batch_dim_is_reported_as_is(tmp_path: Path, make_mlp: Callable[..., Any]) -> None:
+    mlp = make_mlp(tmp_path / "fixed.onnx", batch=2)
+    engine = check_backend(OnnxBackend(), mlp.path, "onnx")
+    assert engine.inputs[0].shape == (2, 16)
 
 
-def test_external_data_refused(tmp_path: Path) -> None:
-    weight = numpy_helper.from_array(np.ones((4, 2), np.float32), "w")
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 2])],
-        initializer=[weight],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    path = tmp_path / "ext.onnx"
+def test_cuda_request_falls_back_to_cpu_and_says_so(mlp: Any) -> None:
+    import onnxruntime as ort
+
+    with capture_logs() as logs:
+        engine = _load(mlp.path, device="cuda")
+    if "CUDAExecutionProvider" in ort.get_available_providers():  # pragma: no cover - GPU machines
+        assert engine.device == "cuda:0"  # type: ignore[attr-defined]
+    else:
+        assert engine.device == "cpu"  # type: ignore[attr-defined]
+        assert any(e["event"] == "device_fallback" and e["requested"] == "cuda" for e in logs), logs
+
+
+def test_threads_come_from_the_request(mlp: Any) -> None:
+    engine = _load(mlp.path, device="cpu", intra_op_threads=1, inter_op_threads=1)
+    options = engine._session.get_session_options()  # type: ignore[attr-defined]
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
+    import onnxruntime as ort
+
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+
+
+def test_png_named_onnx_refused(tmp_path: Path) -> None:
+    png = tmp_path / "model.onnx"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(200))
+    with pytest.raises(ArtifactRejected, match="looks like a PNG image"):
+        inspect_artifact(png, OnnxBackend(), backend_name="onnx", principal_is_admin=True)
+
+
+def test_truncated_model_refused(mlp: Any, tmp_path: Path) -> None:
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(mlp.path.read_bytes()[:-40])
+    with pytest.raises(ArtifactRejected, match="truncated or damaged ONNX"):
+        inspect_artifact(truncated, OnnxBackend(), backend_name="onnx", principal_is_admin=True)
+    with pytest.raises(Exception, match="(?i)protobuf|pars|corrupt"):  # and the backend alone does not serve it
+        _load(truncated)
+
+
+def test_external_data_refused_by_guard_and_backend(mlp: Any, tmp_path: Path) -> None:
+    external = tmp_path / "ext.onnx"
     onnx.save_model(
-        model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin", size_threshold=0
+        onnx.load(str(mlp.path)), str(external), save_as_external_data=True, location="w.bin", size_threshold=0
     )
-    with pytest.raises(ValueError, match="external data"):
-        OnnxBackend().load(LoadRequest(artifact_path=path, artifact_format="onnx"))
-    # a hostile model pointing outside its folder is refused the same way, before onnxruntime opens it
-    hostile = onnx.load(str(path), load_external_data=False)
-    for entry in hostile.graph.initializer[0].external_data:
-        if entry.key == "location":
-            entry.value = "../../../etc/passwd"
+    with pytest.raises(ArtifactRejected, match="external file"):
+        inspect_artifact(external, OnnxBackend(), backend_name="onnx", principal_is_admin=True)
+    with pytest.raises(ExternalDataRefused, match="external file \\('w.bin'\\)"):
+        _load(external)
+    # a hostile location outside the artifact's folder: refused before onnxruntime opens anything
+    hostile = onnx.load(str(external), load_external_data=False)
+    for tensor in hostile.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../../../../etc/passwd"
     escape = tmp_path / "escape.onnx"
     escape.write_bytes(hostile.SerializeToString())
-    with pytest.raises(ValueError, match="external data"):
-        OnnxBackend().load(LoadRequest(artifact_path=escape, artifact_format="onnx"))
+    with pytest.raises(ExternalDataRefused, match="etc/passwd"):
+        _load(escape)
+
+
+def test_large_models_use_the_streaming_external_data_check(
+    mlp: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import modelport_onnx.backend as backend
+
+    monkeypatch.setattr(backend, "_FULL_PARSE_LIMIT", 0)  # every model counts as large
+    external = tmp_path / "ext.onnx"
+    onnx.save_model(
+        onnx.load(str(mlp.path)), str(external), save_as_external_data=True, location="w.bin", size_threshold=0
+    )
+    with pytest.raises(ExternalDataRefused, match="tensor 'w1' keeps its data in an external file"):
+        _load(external)
+    assert _load(mlp.path).outputs[0].name == "logits"  # type: ignore[attr-defined]
+
+
+def test_other_formats_refused_for_this_backend(tmp_path: Path) -> None:
+    import json
+    import struct
+
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    weights = tmp_path / "model.onnx"
+    weights.write_bytes(struct.pack("<Q", len(header)) + header + bytes(4))
+    with pytest.raises(ArtifactRejected, match="backend 'onnx' cannot load a safetensors artifact"):
+        inspect_artifact(weights, OnnxBackend(), backend_name="onnx", principal_is_admin=True)

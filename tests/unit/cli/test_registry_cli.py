@@ -1,75 +1,314 @@
-"""The CLI end to end in subprocesses: register/show agree with sha256sum and stat; errors are one line."""
+"""The registry verbs through click, on SQLite and PostgreSQL: tables and --json, audit actor, exit codes,
+one-line errors without tracebacks. Versions are seeded through the Registry API and a real store."""
 
 from __future__ import annotations
 
+import asyncio
+import getpass
 import hashlib
 import json
 import os
-import subprocess
-import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
 
-from tests.helpers.onnx_models import make_mlp_onnx
+import service.cli.registry_cmds  # noqa: F401 - attaches the verbs to the group
+from registry_db.migrate import head_revision, upgrade_async
+from registry_db.records import VersionRecord
+from registry_db.repository import Registry
+from registry_db.session import create_engine
+from registry_db.store import ArtifactStore
+from service.cli._app import cli
+from service.settings import Settings
+
+ACTOR = f"cli:{getpass.getuser()}"
 
 
-def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")}
-    env["MODELPORT_DATA_DIR"] = str(tmp_path / "data")
-    return subprocess.run(
-        [sys.executable, "-m", "service", *args], env=env, capture_output=True, text=True, timeout=120
-    )
+@dataclass
+class Env:
+    url: str
+    settings: Settings
+
+    def invoke(self, *args: str) -> Result:
+        return CliRunner().invoke(cli, list(args), catch_exceptions=True)
+
+    def ok(self, *args: str) -> Result:
+        result = self.invoke(*args)
+        assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+        return result
+
+    def fails(self, *args: str, code: int = 1) -> str:
+        """Run a verb that must fail cleanly; returns its one-line error."""
+        result = self.invoke(*args)
+        assert result.exit_code == code, (result.stdout, result.stderr)
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+        assert "Traceback" not in result.output
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        if code == 1:
+            assert len(lines) == 1, lines
+        return lines[-1]
+
+    def store(self) -> ArtifactStore:
+        return ArtifactStore(self.settings.resolved_artifact_dir, max_bytes=10**7)
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        async def run() -> Any:
+            registry = Registry(create_engine(self.url))
+            try:
+                return await getattr(registry, method)(*args, **kwargs)
+            finally:
+                await registry.close()
+
+        return asyncio.run(run())
+
+    def seed(self, model: str, data: bytes, version: str | None = None) -> VersionRecord:
+        async def put() -> Any:
+            async def chunks() -> Any:
+                yield data
+
+            return await self.store().put_stream(chunks())
+
+        stored = asyncio.run(put())
+        record: VersionRecord = self.call(
+            "add_version",
+            model,
+            version=version,
+            backend="onnx",
+            architecture=None,
+            architecture_config={},
+            sha256=stored.sha256,
+            size_bytes=stored.size_bytes,
+            storage_path=stored.storage_path,
+            signature={"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}], "outputs": []},
+            preprocessing=None,
+            postprocessing=None,
+            card={"summary": f"{model} {version}"},
+            actor="seed",
+        )
+        return record
 
 
-def test_register_then_show_matches_the_file(tmp_path: Path) -> None:
-    artifact = tmp_path / "m.onnx"
-    make_mlp_onnx(artifact, in_dim=8, hidden=4, out=3)
-    assert run(tmp_path, "register", "mnist", str(artifact), "--backend", "onnx").returncode == 0
-    shown = run(tmp_path, "show", "mnist", "1")
-    assert shown.returncode == 0, shown.stderr
-    assert hashlib.sha256(artifact.read_bytes()).hexdigest() in shown.stdout
-    assert f"size_bytes:   {artifact.stat().st_size}" in shown.stdout
-    assert "created_at:" in shown.stdout
-    record = json.loads(run(tmp_path, "show", "mnist", "1", "--json").stdout)
-    assert record["size_bytes"] == artifact.stat().st_size
-    assert run(tmp_path, "promote", "mnist", "1").returncode == 0
-    assert run(tmp_path, "split", "mnist", "1=100").returncode == 0
-    listing = run(tmp_path, "list", "mnist")
-    assert "production" in listing.stdout and "100" in listing.stdout
-    assert run(tmp_path, "verify").returncode == 0
+@pytest.fixture
+def env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    asyncio.run(upgrade_async(db_url))
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for key in list(os.environ):
+        if key.startswith("MODELPORT_") and key != "MODELPORT_TEST_PG_URL":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("MODELPORT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MODELPORT_DATABASE_URL", db_url)
+    yield Env(db_url, Settings(_env_file=None))  # type: ignore[call-arg]
+
+
+def test_list_and_show(env: Env) -> None:
+    assert env.ok("list").stdout.splitlines()[0].split() == ["model", "description", "created_at"]
+    data = b"onnx-bytes" * 300
+    env.seed("digits", data)
+    env.seed("digits", b"second")
+    env.call("set_alias", "digits", "production", "1", actor="t")
+    env.call("set_traffic", "digits", [("1", 90), ("2", 10)], actor="t")
+    models = env.ok("list").stdout
+    assert "digits" in models
+    table = env.ok("list", "digits").stdout.splitlines()
+    assert table[0].split()[:5] == ["version", "backend", "status", "aliases", "weight"]
+    assert table[2].split()[:5] == ["1", "onnx", "active", "production", "90"]
+    assert table[3].split()[:4] == ["2", "onnx", "active", "10"]
+    listed = json.loads(env.ok("list", "digits", "--json").stdout)
+    assert [v["version"] for v in listed["versions"]] == ["1", "2"]
+    assert listed["aliases"][0]["alias"] == "production" and listed["traffic"]["splits"][0]["weight"] == 90
+
+    shown = env.ok("show", "digits", "1").stdout
+    fields = dict(line.split(":", 1) for line in shown.splitlines() if ":" in line and not line.startswith(" "))
+    assert fields["sha256"].strip() == hashlib.sha256(data).hexdigest()
+    assert fields["size_bytes"].strip() == str(len(data))
+    assert fields["created_at"].strip().endswith("+00:00")
+    record = json.loads(env.ok("show", "digits", "1", "--json").stdout)
+    assert record["sha256"] == hashlib.sha256(data).hexdigest() and record["size_bytes"] == len(data)
+    assert record["signature"]["inputs"][0]["shape"] == [-1, 4] and record["created_by"] == "seed"
+
+
+def test_promote_split_archive_with_audit(env: Env) -> None:
+    env.seed("m", b"one")
+    env.seed("m", b"two")
+    env.seed("m", b"three")
+    assert env.ok("promote", "m", "2").stdout.strip() == "m/production -> 2"
+    assert env.ok("promote", "m", "2", "--alias", "staging").stdout.strip() == "m/staging -> 2"
+    assert env.ok("split", "m", "1=90", "2=10").stdout.strip() == "m: 1=90, 2=10"
+    assert json.loads(env.ok("split", "m", "1=50", "2=50", "--json").stdout)["splits"][1] == {
+        "version": "2",
+        "weight": 50,
+    }
+    assert "alias 'production', 'staging'" in env.fails("archive", "m", "2")
+    assert "traffic split" in env.fails("archive", "m", "1", "--json")
+    assert env.ok("archive", "m", "3").stdout.strip() == "m version 3: archived"
+    assert env.ok("split", "m", "--clear").stdout.strip() == "m: split cleared"
+    audit = env.call("list_audit", model="m")
+    cli_rows = [a for a in audit if a.actor == ACTOR]
+    assert [a.action for a in reversed(cli_rows)] == [
+        "alias.set",
+        "alias.set",
+        "traffic.set",
+        "traffic.set",
+        "version.archive",
+        "traffic.clear",
+    ]
+    routing = env.call("routing_snapshot").models["m"]
+    assert routing.aliases == {"production": "2", "staging": "2"} and routing.splits == ()
 
 
 @pytest.mark.parametrize(
-    ("args", "needle"),
+    ("args", "message"),
     [
-        (("show", "nope", "1"), "unknown model"),
-        (("register", "../etc", "{artifact}", "--backend", "onnx"), "invalid model name"),
-        (("register", "m", "{artifact}", "--backend", "nope"), "unknown backend"),
-        (("register", "m", "{png}", "--backend", "onnx"), "PNG"),
-        (("split", "m", "1=50"), ""),
-        (("promote", "m", "7"), ""),
-        (("token", "create", "k", "--scope", "root"), ""),
+        (["split", "m", "1=60", "2=60"], "sum to 100"),
+        (["split", "m", "1=100", "9=0"], "positive integer"),
+        (["split", "m", "7=100"], "no version '7'"),
+        (["promote", "m", "9"], "no version '9'"),
+        (["promote", "nope", "1"], "unknown model 'nope'"),
+        (["promote", "m", "1", "--alias", "../x"], "invalid alias"),
+        (["show", "m", "../../etc/passwd"], "invalid version label"),
+        (["show", "/etc/passwd", "1"], "invalid model name"),
+        (["list", "nope"], "unknown model"),
+        (["archive", "m", "7"], "no version '7'"),
+        (["token", "revoke", "nobody"], "no API key named 'nobody'"),
     ],
 )
-def test_errors_are_one_clear_line(tmp_path: Path, args: tuple[str, ...], needle: str) -> None:
-    artifact = tmp_path / "m.onnx"
-    make_mlp_onnx(artifact, in_dim=8, hidden=4, out=3)
-    png = tmp_path / "x.onnx"
-    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
-    out = run(tmp_path, *(a.format(artifact=artifact, png=png) for a in args))
-    assert out.returncode != 0
-    assert "Traceback" not in out.stderr
-    assert needle in out.stderr
+def test_refusals_are_one_clear_line_and_write_nothing(env: Env, args: list[str], message: str) -> None:
+    env.seed("m", b"one")
+    env.seed("m", b"two")
+    before = (env.call("list_audit", limit=1000), env.call("generation"))
+    assert message in env.fails(*args)
+    assert (env.call("list_audit", limit=1000), env.call("generation")) == before
 
 
-def test_verify_names_a_tampered_blob(tmp_path: Path) -> None:
-    artifact = tmp_path / "m.onnx"
-    make_mlp_onnx(artifact, in_dim=8, hidden=4, out=3)
-    assert run(tmp_path, "register", "m", str(artifact), "--backend", "onnx").returncode == 0
-    digest = hashlib.sha256(artifact.read_bytes()).hexdigest()
-    blob = tmp_path / "data" / "artifacts" / "sha256" / digest[:2] / digest
-    blob.chmod(0o600)
-    blob.write_bytes(blob.read_bytes()[:-1] + b"\x00")
-    out = run(tmp_path, "verify")
-    assert out.returncode == 1 and "FAILED" in out.stdout and digest[:16] in out.stdout
+@pytest.mark.parametrize(
+    "args", [["split", "m", "1=abc"], ["split", "m", "1"], ["split", "m"], ["split", "m", "1=100", "--clear"]]
+)
+def test_split_usage_errors(env: Env, args: list[str]) -> None:
+    assert "Error" in env.fails(*args, code=2)
+
+
+def test_tokens(env: Env) -> None:
+    created = json.loads(env.ok("token", "create", "ops", "--scope", "admin", "--json").stdout)
+    assert created["name"] == "ops" and created["scopes"] == ["admin"] and created["token"].startswith("mp_")
+    principal = env.call("authenticate", created["token"])
+    assert principal is not None and principal.has("admin")
+    plain = env.ok("token", "create", "dash")
+    reader = plain.stdout.strip()
+    assert reader.startswith("mp_") and "read" in plain.stderr
+    reader_principal = env.call("authenticate", reader)
+    assert reader_principal is not None and not reader_principal.has("admin")
+    assert "already exists" in env.fails("token", "create", "ops")
+    assert env.invoke("token", "create", "x", "--scope", "root").exit_code == 2
+    listing = env.ok("token", "list").stdout
+    assert "ops" in listing and "dash" in listing and created["token"] not in listing
+    assert env.ok("token", "revoke", "ops").stdout.strip() == "key 'ops' revoked"
+    assert env.call("authenticate", created["token"]) is None
+    keys = {k["name"]: k for k in json.loads(env.ok("token", "list", "--json").stdout)}
+    assert keys["ops"]["revoked_at"] and keys["dash"]["revoked_at"] is None
+    assert {a.actor for a in env.call("list_audit", limit=100) if a.action.startswith("key.")} == {ACTOR}
+
+
+def test_verify_names_each_mismatch(env: Env) -> None:
+    good = env.seed("m", b"good bytes")
+    bad = env.seed("m", b"bad bytes")
+    gone = env.seed("other", b"gone bytes")
+    report = env.ok("verify")
+    assert "3 ok, 0 failed" in report.stderr
+    store = env.store()
+    path = store.path_for(bad.sha256)
+    path.chmod(0o600)
+    path.write_bytes(b"tampered")
+    store.delete(gone.sha256)
+    result = env.invoke("verify")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"m version {bad.version} ({bad.sha256})" in result.stderr and "integrity" in result.stderr
+    assert f"other version {gone.version} ({gone.sha256})" in result.stderr and "missing" in result.stderr
+    assert good.sha256 not in result.stderr
+    as_json = env.invoke("verify", "--json")
+    assert as_json.exit_code == 1
+    statuses = {(r["model"], r["version"]): r["status"] for r in json.loads(as_json.stdout)}
+    assert statuses[("m", good.version)] == "ok" and statuses[("m", bad.version)].startswith("FAILED")
+
+
+def test_gc_removes_only_old_unreferenced_blobs_and_stale_temp_files(env: Env) -> None:
+    kept = env.seed("m", b"referenced")
+    store = env.store()
+
+    async def put(data: bytes) -> Any:
+        async def chunks() -> Any:
+            yield data
+
+        return await store.put_stream(chunks())
+
+    orphan = asyncio.run(put(b"orphan"))
+    young = asyncio.run(put(b"young orphan"))
+    stale = store.root / "tmp" / "upload-1-1.part"
+    stale.write_bytes(b"partial")
+    old = time.time() - 7200
+    for path in (orphan.path, stale, store.path_for(kept.sha256)):
+        os.utime(path, (old, old))
+
+    dry = env.ok("gc", "--dry-run")
+    assert f"would remove blob {orphan.sha256}" in dry.stdout and orphan.path.exists()
+    result = json.loads(env.ok("gc", "--json").stdout)
+    assert result == {"dry_run": False, "blobs": [orphan.sha256], "temp_files": [stale.name]}
+    assert not orphan.path.exists() and not stale.exists()
+    assert young.path.exists() and store.verified_path(kept.sha256)
+    assert env.ok("gc", "--min-age", "0").stdout.strip() == f"removed blob {young.sha256}"
+    assert env.ok("verify").exit_code == 0
+
+
+def test_bad_json_options_are_usage_errors(env: Env, tmp_path: Path) -> None:
+    artifact = tmp_path / "model.onnx"
+    artifact.write_bytes(b"x")
+    assert "--config" in env.fails("register", "m", str(artifact), "--backend", "onnx", "--config", "{nope", code=2)
+    assert "--signature" in env.fails("register", "m", str(artifact), "--backend", "onnx", "--signature", "[]", code=2)
+    card = tmp_path / "card.json"
+    card.write_text("not json")
+    assert "--card" in env.fails("register", "m", str(artifact), "--backend", "onnx", "--card", str(card), code=2)
+    assert env.call("list_models") == []
+
+
+def test_unreachable_database_is_one_line(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELPORT_DATABASE_URL", "postgresql://postgres@127.0.0.1:1/nowhere")
+    assert "unavailable" in env.fails("list")
+
+
+def test_unmigrated_postgres_asks_for_upgrade(
+    fresh_pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MODELPORT_ARTIFACT_DIR", raising=False)
+    monkeypatch.setenv("MODELPORT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MODELPORT_DATABASE_URL", fresh_pg_url)
+    result = CliRunner().invoke(cli, ["list"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.strip() == (
+        f"Error: registry schema is at nothing, not {head_revision()}: run 'modelport db upgrade'"
+    )
+
+
+def test_embedded_sqlite_migrates_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MODELPORT_DATABASE_URL", raising=False)
+    monkeypatch.delenv("MODELPORT_ARTIFACT_DIR", raising=False)
+    monkeypatch.setenv("MODELPORT_DATA_DIR", str(tmp_path / "fresh"))
+    result = CliRunner().invoke(cli, ["list", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"models": []}
+    assert (tmp_path / "fresh" / "registry.db").exists()
+
+
+def test_bad_setting_is_one_line_naming_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MODELPORT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MODELPORT_MAX_ARTIFACT_BYTES", "lots")
+    for args in (["list"], ["db", "current"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert result.stderr.startswith("Error: invalid settings: MODELPORT_MAX_ARTIFACT_BYTES")

@@ -1,5 +1,8 @@
-"""ONNX Runtime backend for modelport."""
+"""ONNX Runtime backend for modelport (entry point ``modelport.backends``: ``onnx``).
 
-from modelport_onnx.backend import OnnxBackend, OnnxEngine
+Importing this package does not import onnxruntime: the backend imports it when it first loads a model.
+"""
 
-__all__ = ("OnnxBackend", "OnnxEngine")
+from modelport_onnx.backend import ExternalDataRefused, OnnxBackend, OnnxEngine, refuse_external_data
+
+__all__ = ("ExternalDataRefused", "OnnxBackend", "OnnxEngine", "refuse_external_data")

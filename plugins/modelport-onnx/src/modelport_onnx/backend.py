@@ -1,7 +1,14 @@
-"""The ``onnx`` backend: one InferenceSession per served version."""
+"""The ``onnx`` backend: one ONNX Runtime ``InferenceSession`` per served version.
+
+Safety: an artifact is one content-addressed blob, so a model whose tensors live in external files is
+refused (its ``location`` could name any path, e.g. ``../../etc/passwd``); custom-op libraries are never
+registered, so a model can only use the operators built into onnxruntime.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -10,7 +17,7 @@ import structlog
 from service.plugins import Backend, Engine, LoadRequest, TensorSpec
 from service.plugins.contract import ArtifactFormat
 
-__all__ = ("OnnxBackend", "OnnxEngine")
+__all__ = ("ExternalDataRefused", "OnnxBackend", "OnnxEngine")
 
 _log = structlog.get_logger(__name__)
 
@@ -29,58 +36,124 @@ _ORT_TO_V2 = {
     "tensor(bool)": "BOOL",
     "tensor(string)": "BYTES",
 }
+_GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+class ExternalDataRefused(ValueError):
+    """The model keeps tensor data outside the artifact file."""
 
 
 def _spec(arg: Any) -> TensorSpec:
+    """A TensorSpec from an ``onnxruntime.NodeArg``; symbolic or unknown dims become -1."""
     datatype = _ORT_TO_V2.get(arg.type)
     if datatype is None:
-        raise ValueError(f"tensor '{arg.name}' has unsupported type {arg.type}")
-    shape = tuple(dim if isinstance(dim, int) and dim >= 0 else -1 for dim in arg.shape)
+        raise ValueError(f"tensor '{arg.name}' has type {arg.type}, which has no V2 datatype")
+    shape = tuple(dim if isinstance(dim, int) and dim >= 0 else -1 for dim in (arg.shape or ()))
     return TensorSpec(arg.name, datatype, shape)
 
 
-def _refuse_external_data(path: Any) -> None:
+def _all_tensors(model: Any) -> Iterator[Any]:
+    """Every TensorProto in a model: initializers, sparse ones, attribute tensors, subgraphs, functions."""
     import onnx
-    from onnx.external_data_helper import uses_external_data
+
+    def from_graph(graph: Any) -> Iterator[Any]:
+        yield from graph.initializer
+        for sparse in graph.sparse_initializer:
+            yield sparse.values
+            yield sparse.indices
+        for node in graph.node:
+            yield from from_node(node)
+
+    def from_node(node: Any) -> Iterator[Any]:
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.TENSOR:
+                yield attribute.t
+            elif attribute.type == onnx.AttributeProto.TENSORS:
+                yield from attribute.tensors
+            elif attribute.type == onnx.AttributeProto.SPARSE_TENSOR:
+                yield attribute.sparse_tensor.values
+                yield attribute.sparse_tensor.indices
+            elif attribute.type == onnx.AttributeProto.GRAPH:
+                yield from from_graph(attribute.g)
+            elif attribute.type == onnx.AttributeProto.GRAPHS:
+                for graph in attribute.graphs:
+                    yield from from_graph(graph)
+
+    yield from from_graph(model.graph)
+    for function in model.functions:
+        for node in function.node:
+            yield from from_node(node)
+    for info in model.training_info:
+        yield from from_graph(info.initialization)
+        yield from from_graph(info.algorithm)
+
+
+_FULL_PARSE_LIMIT = 256 * 1024 * 1024
+"""Up to this size the check parses the model with the onnx package (about 2 ms per MB, plus a copy in
+memory); larger models use the core's memory-mapped protobuf walk, which skips tensor payloads."""
+
+
+def _external_message(name: str, location: str) -> str:
+    return (
+        f"ONNX tensor '{name}' keeps its data in an external file ('{location[:100]}'); modelport serves "
+        "single-file models only: re-save with onnx.save_model(model, path, save_as_external_data=False)"
+    )
+
+
+def refuse_external_data(path: Path) -> None:
+    """Raise :class:`ExternalDataRefused` when any tensor of the model at ``path`` uses external data.
+
+    Never opens a referenced file: the onnx package parses with ``load_external_data=False`` (models up to
+    256 MiB), and larger models are walked without reading tensor bytes (``service.security.sniff``).
+    """
+    if path.stat().st_size > _FULL_PARSE_LIMIT:
+        from service.security.sniff import onnx_external_tensor
+
+        name = onnx_external_tensor(path)
+        if name is not None:
+            raise ExternalDataRefused(_external_message(name, "?"))
+        return
+    import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    for tensor in model.graph.initializer:
-        if uses_external_data(tensor):
-            raise ValueError(
-                f"initializer '{tensor.name}' uses external data; modelport accepts single-file ONNX models only "
-                "(re-save with onnx.save(model, path, save_as_external_data=False))"
-            )
+    for tensor in _all_tensors(model):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
+            location = next((e.value for e in tensor.external_data if e.key == "location"), "?")
+            raise ExternalDataRefused(_external_message(tensor.name, location))
 
 
 def _providers(device: str) -> list[str]:
+    """Execution providers in priority order for a requested device; CPU always last, fallback logged."""
     import onnxruntime as ort
 
     available = set(ort.get_available_providers())
-    chosen: list[str] = []
-    if device in ("cuda", "auto"):
-        for provider in ("TensorrtExecutionProvider", "CUDAExecutionProvider"):
-            if provider in available:
-                chosen.append(provider)
-        if device == "cuda" and not chosen:
-            _log.warning("device_fallback", requested="cuda", used="cpu", reason="no CUDA provider in onnxruntime")
-    chosen.append("CPUExecutionProvider")
-    return chosen
+    chosen = [p for p in _GPU_PROVIDERS if p in available] if device in ("cuda", "auto") else []
+    if not chosen and device != "cpu":
+        reason = "onnxruntime has no CUDA/TensorRT provider" if device != "mps" else "no MPS provider for ONNX"
+        if device == "auto":
+            _log.info("device_auto_cpu", backend="onnx", reason=reason)
+        else:
+            _log.warning("device_fallback", backend="onnx", requested=device, used="cpu", reason=reason)
+    return [*chosen, "CPUExecutionProvider"]
 
 
 class OnnxEngine(Engine):
-    """Thread-safe: ``InferenceSession.run`` may be called from several threads at once."""
+    """An InferenceSession serving whole batches.
 
-    platform = "onnxruntime_onnx"
+    Thread-safe: ``InferenceSession.run`` may be called from several threads at once, and the engine keeps
+    no per-call state.
+    """
+
+    platform: ClassVar[str] = "onnxruntime_onnx"
 
     def __init__(self, session: Any) -> None:
         self._session = session
         self._inputs = tuple(_spec(a) for a in session.get_inputs())
         self._outputs = tuple(_spec(a) for a in session.get_outputs())
-        self._output_names = [o.name for o in self._outputs]
+        self._input_names = [spec.name for spec in self._inputs]
+        self._output_names = [spec.name for spec in self._outputs]
         providers = session.get_providers()
-        self._device = (
-            "cuda:0" if providers and providers[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else "cpu"
-        )
+        self._device = "cuda:0" if providers and providers[0] in _GPU_PROVIDERS else "cpu"
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
@@ -95,28 +168,52 @@ class OnnxEngine(Engine):
         return self._device
 
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """``inputs``: one ``(batch, *dims)`` array per input name; returns the same per output."""
-        results = self._session.run(self._output_names, inputs)
+        """Run one batch.
+
+        Args:
+            inputs: one ``(batch, *dims)`` array per input name, in the input's dtype.
+
+        Returns:
+            one ``(batch, *dims)`` array per output name.
+        """
+        session = self._session
+        if session is None:
+            raise RuntimeError("engine is closed")
+        feed = {name: inputs[name] for name in self._input_names}
+        results = session.run(self._output_names, feed)
         return dict(zip(self._output_names, results, strict=True))
 
     def close(self) -> None:
+        """Drop the session; onnxruntime frees its arena when the last reference goes."""
         self._session = None
 
 
 class OnnxBackend(Backend):
+    """Loads single-file ONNX models into onnxruntime sessions."""
+
     formats: ClassVar[tuple[ArtifactFormat, ...]] = ("onnx",)
-    description = "ONNX Runtime (CPU; CUDA/TensorRT when available)"
+    description: ClassVar[str] = "ONNX Runtime (all graph optimisations; CUDA/TensorRT when available, else CPU)"
 
     def load(self, request: LoadRequest) -> OnnxEngine:
-        import onnxruntime as ort
+        """Refuse external data, then build a session with full graph optimisation and the requested threads.
 
-        _refuse_external_data(request.artifact_path)
+        Runs in a worker thread, after the core verified the hash and sniffed the format.
+        """
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:  # pragma: no cover - the distribution depends on it
+            raise RuntimeError("the onnx backend needs onnxruntime: pip install modelport-onnx") from exc
+
+        refuse_external_data(request.artifact_path)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if request.intra_op_threads:
+        if request.intra_op_threads > 0:
             options.intra_op_num_threads = request.intra_op_threads
-        if request.inter_op_threads:
+        if request.inter_op_threads > 0:
             options.inter_op_num_threads = request.inter_op_threads
-        providers = _providers(request.device)
-        session = ort.InferenceSession(str(request.artifact_path), sess_options=options, providers=providers)
-        return OnnxEngine(session)
+        session = ort.InferenceSession(
+            str(request.artifact_path), sess_options=options, providers=_providers(request.device)
+        )
+        engine = OnnxEngine(session)
+        _log.debug("onnx_session_ready", providers=session.get_providers(), device=engine.device)
+        return engine

@@ -1,9 +1,18 @@
-"""Async Alembic environment: registry_db's metadata only; batch mode on SQLite; types compared."""
+"""Async Alembic environment: registry_db's metadata only; batch mode on SQLite; types compared.
+
+Used two ways: from code (``registry_db.migrate``, which hands over an open connection in
+``config.attributes["connection"]``), and by the ``alembic`` command with the repository's ``alembic.ini``
+(the URL then comes from ``config.attributes["url"]``, ``sqlalchemy.url`` or modelport's settings).
+
+On PostgreSQL the whole run holds a transaction-scoped advisory lock, so replicas that start together
+upgrade one after the other; SQLite serialises writers by itself (``BEGIN IMMEDIATE``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 import registry_db.models  # noqa: F401 - registers the tables on Base.metadata
@@ -13,6 +22,7 @@ from registry_db.session import create_engine
 
 config = context.config
 target_metadata = Base.metadata
+MIGRATION_LOCK_KEY = 0x6D6F64656C706F72  # "modelpor": pg_advisory_xact_lock key for schema changes
 
 
 def _url() -> str:
@@ -25,6 +35,8 @@ def _url() -> str:
 
 
 def _configure(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
