@@ -2,8 +2,9 @@
 
 The client retries only when the connection was refused, or closed before any response byte while the old
 process shut down (the kernel resets connections still in the accept backlog, and uvicorn closes connections
-whose request it has not started reading: those requests never reached the application; in Kubernetes the readiness flip and the preStop delay stop new
-connections before SIGTERM, see docs/deployment.md). Every request the server accepted must be answered.
+whose request it has not started reading: those requests never reached the application; in Kubernetes the
+readiness flip and the preStop delay stop new connections before SIGTERM, see docs/deployment.md). Every
+request the application received must be answered.
 """
 
 from __future__ import annotations
