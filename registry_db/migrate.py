@@ -11,12 +11,12 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
-from alembic import command
 from registry_db.errors import DatabaseUnavailable
 from registry_db.session import classify_db_error, create_engine
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 
+from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 import registry_db.models  # noqa: F401 - registers the tables on Base.metadata
-from alembic import context
 from registry_db.base import Base
 from registry_db.session import create_engine
 

@@ -8,7 +8,6 @@ Create Date: 2026-11-24 04:59:04.425903
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-
 from alembic import op
 
 revision: str = "0001"
