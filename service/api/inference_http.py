@@ -98,10 +98,7 @@ class InferenceHTTP:
             served = await dataplane.resolve(model, version, headers.get("x-routing-key"))
             served_version = served.record.version
             check_requested_outputs(request.outputs, served.outputs)  # before spending compute
-            timeout_s = request.timeout_us / 1e6 if request.timeout_us else None
-            if timeout_s is None and rt.settings.queue_timeout_ms > 0:
-                timeout_s = rt.settings.queue_timeout_ms / 1000.0
-            result = await dataplane.infer(served, request.inputs, timeout_s=timeout_s)
+            result = await dataplane.infer(served, request.inputs, timeout_s=self._timeout_s(request.timeout_us))
             payload, json_length = encode_infer_response(
                 model_name=model,
                 model_version=served_version,
@@ -118,11 +115,9 @@ class InferenceHTTP:
                 return Reply(200, payload, reply_headers, "application/octet-stream")
             return Reply(200, payload, reply_headers)
         except Exception as exc:  # noqa: BLE001 - every failure is an {"error": ...} reply
-            status, payload, extra = error_reply(exc, request_id)
-            self._count_rejection(exc, model, served_version)
-            if served_version != "-":
-                extra["X-Model-Version"] = served_version
-            return Reply(status, payload, extra)
+            reply = self._error_reply(exc, model, served_version, request_id)
+            status = reply.status
+            return reply
         finally:
             rt.leave()
             self._observe(model, served_version, "v2_infer", status, started, request_id)
@@ -145,8 +140,7 @@ class InferenceHTTP:
             served = await dataplane.resolve(model, version, headers.get("x-routing-key"))
             served_version = served.record.version
             tensors = decode_predict_request(body, served.inputs)
-            timeout_s = rt.settings.queue_timeout_ms / 1000.0 if rt.settings.queue_timeout_ms > 0 else None
-            result = await dataplane.infer(served, tensors, timeout_s=timeout_s)
+            result = await dataplane.infer(served, tensors, timeout_s=self._timeout_s(None))
             post_started = time.perf_counter()
             payload, predictions = encode_predict_response(
                 model_name=model,
@@ -160,15 +154,27 @@ class InferenceHTTP:
             )
             status = 200
             return Reply(200, payload, {"X-Model-Version": served_version})
-        except Exception as exc:  # noqa: BLE001
-            status, payload, extra = error_reply(exc, request_id)
-            self._count_rejection(exc, model, served_version)
-            if served_version != "-":
-                extra["X-Model-Version"] = served_version
-            return Reply(status, payload, extra)
+        except Exception as exc:  # noqa: BLE001 - every failure is an {"error": ...} reply
+            reply = self._error_reply(exc, model, served_version, request_id)
+            status = reply.status
+            return reply
         finally:
             rt.leave()
             self._observe(model, served_version, "v1_predict", status, started, request_id, predictions)
+
+    def _timeout_s(self, timeout_us: int | None) -> float | None:
+        """The request's own queue timeout (V2 ``parameters.timeout``, µs), else the configured default."""
+        if timeout_us:
+            return timeout_us / 1e6
+        default_ms = self._rt.settings.queue_timeout_ms
+        return default_ms / 1000.0 if default_ms > 0 else None
+
+    def _error_reply(self, exc: Exception, model: str, served_version: str, request_id: str) -> Reply:
+        status, payload, extra = error_reply(exc, request_id)
+        self._count_rejection(exc, model, served_version)
+        if served_version != "-":
+            extra["X-Model-Version"] = served_version
+        return Reply(status, payload, extra)
 
     def _count_rejection(self, exc: Exception, model: str, version: str) -> None:
         from service.errors import EngineUnavailable, Overloaded
