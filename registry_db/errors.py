@@ -11,6 +11,7 @@ __all__ = (
     "NotFound",
     "RegistryError",
     "StoreError",
+    "StoreUnavailable",
     "DatabaseUnavailable",
 )
 
@@ -41,6 +42,10 @@ class StoreError(RegistryError):
 
 class ArtifactTooLarge(StoreError):
     """An artifact exceeded the size limit while streaming in."""
+
+
+class StoreUnavailable(StoreError):
+    """The object store holding the artifacts could not be reached or refused the operation (retry later)."""
 
 
 class IntegrityError(StoreError):

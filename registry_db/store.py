@@ -7,6 +7,12 @@ worst an unreferenced blob or temp file, which ``modelport gc`` collects. Every 
 
 Safe for several processes sharing one directory (replicas on a shared volume): names are unique per
 process and the link step is atomic.
+
+With a ``remote`` (:class:`registry_db.object_store.ObjectStoreBlobs`, an S3-compatible bucket) the bucket is
+the store of record and the directory is this replica's cache: a put returns only once the object is durable
+in the bucket, a read re-hashes the cached copy and, when it is missing or damaged, streams the object into
+a temp file while hashing it and links it into the cache only if the hash matches. Listing, ages and deletes
+(``modelport gc``) then act on the bucket.
 """
 
 from __future__ import annotations
@@ -19,10 +25,16 @@ import re
 import time
 from collections.abc import AsyncIterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from registry_db.errors import ArtifactTooLarge, IntegrityError, StoreError
+import structlog
+
+from registry_db.errors import ArtifactTooLarge, IntegrityError, NotFound, StoreError
 from registry_db.records import StoredArtifact
 from registry_db.validation import storage_path_for
+
+if TYPE_CHECKING:
+    from registry_db.object_store import ObjectStoreBlobs
 
 __all__ = ("ArtifactStore", "hash_file")
 
@@ -30,6 +42,7 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
 _BLOB_MODE = 0o444
 _TMP_SUFFIX = ".part"
+_log = structlog.get_logger(__name__)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -52,11 +65,22 @@ def hash_file(path: Path) -> tuple[str, int]:
 
 
 class ArtifactStore:
-    """Durable, deduplicated, verified blobs addressed by their sha256."""
+    """Durable, deduplicated, verified blobs addressed by their sha256.
 
-    def __init__(self, root: Path, *, max_bytes: int) -> None:
+    Args:
+        root: the store directory (or, with ``remote``, this replica's cache directory).
+        max_bytes: the largest blob accepted, on upload and on download.
+        remote: the bucket of record, if any.
+        cache_max_bytes: with ``remote``, cached bytes kept (least recently used evicted first; 0 = no bound).
+    """
+
+    def __init__(
+        self, root: Path, *, max_bytes: int, remote: ObjectStoreBlobs | None = None, cache_max_bytes: int = 0
+    ) -> None:
         self.root = Path(root).resolve()
         self.max_bytes = max_bytes
+        self.remote = remote
+        self.cache_max_bytes = cache_max_bytes if remote is not None else 0
         self._blobs = self.root / "sha256"
         self._tmp = self.root / "tmp"
         self._blobs.mkdir(parents=True, exist_ok=True)
@@ -109,10 +133,16 @@ class ArtifactStore:
                     raise StoreError("artifact is empty")
                 fh.flush()
                 await asyncio.to_thread(os.fsync, fh.fileno())
-            return await asyncio.to_thread(self._commit, tmp, digest.hexdigest(), size)
+            stored = await asyncio.to_thread(self._commit, tmp, digest.hexdigest(), size)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        if self.remote is not None:
+            started = time.perf_counter()
+            await asyncio.to_thread(self.remote.upload, stored.sha256, stored.path)
+            _log.info("artifact_uploaded", sha256=stored.sha256[:12], bytes=size, ms=_ms_since(started))
+            await asyncio.to_thread(self._prune_cache, stored.sha256)
+        return stored
 
     async def put_file(self, path: Path) -> StoredArtifact:
         """Store a local file (the CLI's ``register``)."""
@@ -168,36 +198,144 @@ class ArtifactStore:
     def verified_path(self, sha256: str) -> Path:
         """The blob's path after re-hashing it; IntegrityError if it is missing or its bytes changed.
 
-        Blocking (reads the whole blob): call it from a worker thread in async code.
+        With a remote, a missing or damaged cached copy is fetched again (and verified) instead; only a
+        missing or damaged object in the bucket is an IntegrityError. Blocking (reads the whole blob): call
+        it from a worker thread in async code.
         """
         path = self.path_for(sha256)
         try:
-            actual, _ = hash_file(path)
+            actual: str | None = hash_file(path)[0]
         except FileNotFoundError:
-            raise IntegrityError(f"artifact {sha256[:12]}… is missing from the store") from None
-        if actual != sha256:
+            actual = None
+        if actual == sha256:
+            if self.remote is not None:
+                with contextlib.suppress(OSError):
+                    os.utime(path)  # recency for the cache's LRU eviction
+            return path
+        if self.remote is None:
+            if actual is None:
+                raise IntegrityError(f"artifact {sha256[:12]}… is missing from the store")
             raise IntegrityError(f"artifact {sha256[:12]}… failed its integrity check (sha256 is now {actual[:12]}…)")
-        return path
+        if actual is not None:
+            _log.warning("artifact_cache_damaged", sha256=sha256[:12], found=actual[:12])
+        return self._fetch(sha256)
+
+    def verify_blob(self, sha256: str) -> int:
+        """Re-hash the blob of record (the bucket's object with a remote) and return its size.
+
+        IntegrityError if it is missing or its bytes changed. Nothing is cached: this is ``modelport verify``.
+        """
+        if self.remote is None:
+            return self.verified_path(sha256).stat().st_size
+        digest = hashlib.sha256()
+        try:
+            with open(os.devnull, "wb") as sink:
+                size = self.remote.download(sha256, sink, max_bytes=self.max_bytes, on_chunk=digest.update)
+        except NotFound:
+            raise IntegrityError(f"artifact {sha256[:12]}… is missing from {self.remote.url}") from None
+        if digest.hexdigest() != sha256:
+            raise IntegrityError(
+                f"artifact {sha256[:12]}… in {self.remote.url} failed its integrity check "
+                f"(sha256 is now {digest.hexdigest()[:12]}…)"
+            )
+        return size
+
+    def _fetch(self, sha256: str) -> Path:
+        """Stream the bucket's object into the cache, hashing as it arrives; link it in only if it matches."""
+        assert self.remote is not None
+        started = time.perf_counter()
+        fd, tmp_name = self._open_temp()
+        tmp = Path(tmp_name)
+        digest = hashlib.sha256()
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                size = self.remote.download(sha256, fh, max_bytes=self.max_bytes, on_chunk=digest.update)
+            # no fsync: a cached copy lost to a crash fails its hash on the next read and is fetched again
+            if digest.hexdigest() != sha256:
+                raise IntegrityError(
+                    f"artifact {sha256[:12]}… in {self.remote.url} failed its integrity check "
+                    f"(sha256 is {digest.hexdigest()[:12]}…)"
+                )
+            stored = self._commit(tmp, sha256, size)
+        except NotFound:
+            tmp.unlink(missing_ok=True)
+            raise IntegrityError(f"artifact {sha256[:12]}… is missing from {self.remote.url}") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _log.info("artifact_fetched", sha256=sha256[:12], bytes=size, ms=_ms_since(started))
+        self._prune_cache(sha256)
+        return stored.path
+
+    def _prune_cache(self, keep: str) -> None:
+        """Evict least recently used cached blobs beyond ``cache_max_bytes`` (never ``keep``)."""
+        if not self.cache_max_bytes:
+            return
+        cached: list[tuple[float, int, Path]] = []
+        for sha in self._local_blobs():
+            with contextlib.suppress(FileNotFoundError):
+                st = self.path_for(sha).stat()
+                cached.append((st.st_mtime, st.st_size, self.path_for(sha)))
+        total = sum(size for _, size, _ in cached)
+        for _, size, path in sorted(cached):
+            if total <= self.cache_max_bytes:
+                break
+            if path.name == keep:
+                continue
+            path.unlink(missing_ok=True)
+            total -= size
+            _log.info("artifact_cache_evicted", sha256=path.name[:12], bytes=size)
 
     def exists(self, sha256: str) -> bool:
+        if self.remote is not None:
+            return self.remote.exists(sha256)
         return self.path_for(sha256).is_file()
 
-    def iter_blobs(self) -> Iterator[str]:
-        """sha256 of every stored blob."""
+    def is_cached(self, sha256: str) -> bool:
+        """Whether this replica holds a copy (with a remote; without one, whether the blob exists)."""
+        return self.path_for(sha256).is_file()
+
+    def _local_blobs(self) -> Iterator[str]:
         for path in self._blobs.glob("*/*"):
             if _HEX64.fullmatch(path.name) and path.parent.name == path.name[:2]:
                 yield path.name
 
+    def _blob_ages(self) -> Iterator[tuple[str, float]]:
+        """(sha256, seconds since written or last deduplicated into) of every blob of record."""
+        if self.remote is not None:
+            for blob in self.remote.list():
+                yield blob.sha256, self.remote.age_s(blob)
+            return
+        for sha in self._local_blobs():
+            with contextlib.suppress(FileNotFoundError):
+                yield sha, time.time() - self.path_for(sha).stat().st_mtime
+
+    def iter_blobs(self) -> Iterator[str]:
+        """sha256 of every stored blob (in the bucket, with a remote)."""
+        for sha, _ in self._blob_ages():
+            yield sha
+
     def blob_age_s(self, sha256: str) -> float:
         """Seconds since the blob was written (or last deduplicated into)."""
+        if self.remote is not None:
+            return self.remote.age_s(self.remote.head(sha256))
         return time.time() - self.path_for(sha256).stat().st_mtime
 
     def delete(self, sha256: str, *, older_than_s: float = 0.0) -> bool:
         """Remove a blob no row references (``gc``); with ``older_than_s`` only if it is at least that old.
 
-        Returns whether it was removed.
+        With a remote, the bucket's object and this replica's cached copy go. Returns whether it was removed.
         """
         path = self.path_for(sha256)
+        if self.remote is not None:
+            try:  # head first: S3 deletes are idempotent and would not say whether anything was there
+                if self.blob_age_s(sha256) < older_than_s:
+                    return False
+                self.remote.delete(sha256)
+            except NotFound:
+                return False
+            path.unlink(missing_ok=True)
+            return True
         try:
             if older_than_s > 0 and time.time() - path.stat().st_mtime < older_than_s:
                 return False
@@ -211,17 +349,10 @@ class ArtifactStore:
 
         The age guard keeps blobs of registrations still in flight (stored, not yet committed) safe.
         """
-        found = []
-        for sha in self.iter_blobs():
-            if sha in referenced:
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                if self.blob_age_s(sha) >= older_than_s:
-                    found.append(sha)
-        return sorted(found)
+        return sorted(sha for sha, age in self._blob_ages() if sha not in referenced and age >= older_than_s)
 
     def stale_temp_files(self, older_than_s: float = 3600.0) -> list[Path]:
-        """Upload temp files left by crashed or killed registrations."""
+        """Upload and download temp files left by crashed or killed processes."""
         cutoff = time.time() - older_than_s
         stale = []
         for path in self._tmp.glob(f"*{_TMP_SUFFIX}"):
@@ -229,3 +360,7 @@ class ArtifactStore:
                 if path.stat().st_mtime < cutoff:
                     stale.append(path)
         return sorted(stale)
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)

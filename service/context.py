@@ -10,7 +10,33 @@ from registry_db.store import ArtifactStore
 from service.plugins import PluginRegistry, default_registry
 from service.settings import Settings
 
-__all__ = ("Services",)
+__all__ = ("Services", "open_artifact_store")
+
+
+def open_artifact_store(settings: Settings) -> ArtifactStore:
+    """The artifact store the settings describe: a directory, or a bucket with the directory as its cache."""
+    remote = None
+    if settings.artifact_url:
+        from registry_db.object_store import ObjectStoreBlobs, S3Options
+
+        secret = settings.s3_secret_access_key
+        remote = ObjectStoreBlobs(
+            settings.artifact_url,
+            S3Options(
+                endpoint_url=settings.s3_endpoint_url,
+                region=settings.s3_region,
+                access_key_id=settings.s3_access_key_id,
+                secret_access_key=secret.get_secret_value() if secret is not None else None,
+                allow_http=settings.s3_allow_http,
+                transfer_timeout_s=settings.artifact_transfer_timeout_s,
+            ),
+        )
+    return ArtifactStore(
+        settings.resolved_artifact_dir,
+        max_bytes=settings.max_artifact_bytes,
+        remote=remote,
+        cache_max_bytes=settings.artifact_cache_max_bytes,
+    )
 
 
 @dataclass(slots=True)
@@ -33,8 +59,7 @@ class Services:
 
             await upgrade_async(settings.resolved_database_url)
         engine = create_engine(settings.resolved_database_url)
-        store = ArtifactStore(settings.resolved_artifact_dir, max_bytes=settings.max_artifact_bytes)
-        return cls(settings, Registry(engine), store, plugins or default_registry())
+        return cls(settings, Registry(engine), open_artifact_store(settings), plugins or default_registry())
 
     async def close(self) -> None:
         """Dispose of database connections."""

@@ -40,6 +40,7 @@ STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
     (svc.EngineUnavailable, 503),
     (svc.RegistryUnavailable, 503),
     (reg.DatabaseUnavailable, 503),
+    (reg.StoreUnavailable, 503),
     (svc.BackendFailure, 500),
 )
 _encoder = msgspec.json.Encoder()

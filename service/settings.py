@@ -29,7 +29,26 @@ class Settings(BaseSettings):
     """SQLAlchemy async URL. Default: ``sqlite+aiosqlite:///<data_dir>/registry.db``; PostgreSQL via
     ``postgresql+asyncpg://...`` (a plain ``postgresql://`` URL is upgraded to asyncpg)."""
     artifact_dir: Path | None = None
-    """Content-addressed artifact store. Default ``<data_dir>/artifacts``; a shared mount for replicas."""
+    """Content-addressed artifact store. Default ``<data_dir>/artifacts``; a shared mount for replicas. With
+    ``artifact_url`` set it is only this replica's cache of verified blobs."""
+    artifact_url: str | None = None
+    """Object store of record for artifacts, ``s3://bucket[/prefix]`` (any S3-compatible service: AWS, MinIO,
+    Ceph, R2, GCS interop). Unset: the artifact directory is the store. Needs the ``s3`` extra (obstore)."""
+    artifact_cache_max_bytes: int = Field(default=0, ge=0)
+    """With ``artifact_url``: bytes of cached blobs kept on this replica, least recently used evicted first
+    (0 = no bound). Evicted blobs are fetched and verified again when next loaded."""
+    artifact_transfer_timeout_s: float = Field(default=600.0, gt=0.0, le=86400.0)
+    """With ``artifact_url``: bound on one upload or download request, body included."""
+    s3_endpoint_url: str | None = None
+    """S3 endpoint for non-AWS services (``http://minio:9000``). Unset: AWS, or ``AWS_ENDPOINT_URL``."""
+    s3_region: str | None = None
+    """Bucket region. Unset: ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, else ``us-east-1``."""
+    s3_access_key_id: str | None = None
+    """Static access key. Unset: the AWS credential chain (``AWS_*`` variables, EKS web identity, instance role)."""
+    s3_secret_access_key: SecretStr | None = None
+    """Secret for ``s3_access_key_id``. Never logged."""
+    s3_allow_http: bool = False
+    """Allow a plain-HTTP endpoint (in-cluster MinIO without TLS; tests)."""
     host: str = "127.0.0.1"
     """Bind address. Loopback by default; any other address requires ``admin_token`` or stored keys."""
     port: int = Field(default=8000, ge=0, le=65535)
@@ -79,6 +98,16 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("artifact_url")
+    @classmethod
+    def _check_artifact_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        scheme, sep, rest = value.partition("://")
+        if scheme != "s3" or not sep or not rest.split("/", 1)[0]:
+            raise ValueError("must look like s3://bucket[/prefix]")
+        return value.rstrip("/")
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

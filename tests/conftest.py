@@ -109,3 +109,12 @@ def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
 def tmp_settings(settings_factory: Callable[..., Settings]) -> Settings:
     """Default settings with the data dir (SQLite registry, artifacts) in ``tmp_path/data``."""
     return settings_factory()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real S3-compatible HTTP endpoint (moto's server process) shared by the session; one bucket per test."""
+    from tests.helpers.s3 import run_s3_server
+
+    with run_s3_server(tmp_path_factory.mktemp("s3")) as server:
+        yield server

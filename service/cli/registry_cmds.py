@@ -103,8 +103,9 @@ def _run(work: Callable[[Any], Awaitable[T]], *, with_plugins: bool = False) -> 
                 await services.close()
         registry = Registry(create_engine(settings.resolved_database_url))
         try:
-            store = ArtifactStore(settings.resolved_artifact_dir, max_bytes=settings.max_artifact_bytes)
-            return await work(_Registry(settings, registry, store))
+            from service.context import open_artifact_store
+
+            return await work(_Registry(settings, registry, open_artifact_store(settings)))
         finally:
             await registry.close()
 
@@ -462,8 +463,7 @@ def _check_version(store: ArtifactStore, v: VersionRecord) -> str:
     try:
         if store.resolve(v.storage_path) != store.path_for(v.sha256):
             return "FAILED: storage_path does not match the sha256"
-        path = store.verified_path(v.sha256)
-        size = path.stat().st_size
+        size = store.verify_blob(v.sha256)
     except IntegrityError as exc:
         return f"FAILED: {exc}"
     if size != v.size_bytes:

@@ -30,8 +30,12 @@ def test_bind_beyond_loopback_without_admin_token_refuses_to_start(tmp_path) -> 
 @pytest.mark.parametrize("host", ["evil.example.com", "attacker.test:8000", "127.0.0.1.nip.io"])
 def test_foreign_host_header_refused(mlp_server: MLPServer, host: str) -> None:
     with mlp_server.server.client() as client:
-        for method, path in (("GET", "/admin/models"), ("POST", "/v2/models/mlp/infer"), ("GET", "/v2/models/mlp"),
-                             ("GET", "/schema/openapi.json")):
+        for method, path in (
+            ("GET", "/admin/models"),
+            ("POST", "/v2/models/mlp/infer"),
+            ("GET", "/v2/models/mlp"),
+            ("GET", "/schema/openapi.json"),
+        ):
             reply = client.request(method, path, headers={"Host": host})
             assert reply.status_code == 400, (method, path, reply.text)
             assert "Host" in reply.json()["error"]

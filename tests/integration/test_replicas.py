@@ -1,4 +1,9 @@
-"""Two ``modelport serve`` replicas on one PostgreSQL database and a shared artifact directory."""
+"""Two ``modelport serve`` replicas on one PostgreSQL database, sharing artifacts through a directory or a bucket.
+
+``shared-dir``: both replicas mount one artifact directory. ``s3``: each replica has only its own cache
+directory and the artifacts live in an S3-compatible bucket (moto's server over HTTP), so a version uploaded
+through A reaches B only through the bucket.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.onnx_models import make_mlp_onnx
+from tests.helpers.s3 import S3Server
 from tests.helpers.server import run_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -15,12 +21,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 BODY = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 8], "data": [0.5] * 8}]}
 
 
-def test_two_replicas_share_registry_and_routing(fresh_pg_url: str, tmp_path: Path) -> None:
-    shared = {
-        "MODELPORT_DATABASE_URL": fresh_pg_url,
-        "MODELPORT_ARTIFACT_DIR": str(tmp_path / "artifacts"),
-        "MODELPORT_REGISTRY_POLL_INTERVAL_S": "1.0",
-    }
+@pytest.mark.parametrize("artifacts", ["shared-dir", "s3"])
+def test_two_replicas_share_registry_and_routing(
+    artifacts: str, fresh_pg_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    shared = {"MODELPORT_DATABASE_URL": fresh_pg_url, "MODELPORT_REGISTRY_POLL_INTERVAL_S": "1.0"}
+    if artifacts == "shared-dir":
+        shared["MODELPORT_ARTIFACT_DIR"] = str(tmp_path / "artifacts")
+    else:
+        s3: S3Server = request.getfixturevalue("s3_server")
+        bucket = s3.create_bucket()
+        shared.update(s3.env(f"s3://{bucket}/replicas"))
     import asyncio
 
     from registry_db.migrate import upgrade_async
@@ -31,10 +42,17 @@ def test_two_replicas_share_registry_and_routing(fresh_pg_url: str, tmp_path: Pa
     make_mlp_onnx(a2, in_dim=8, hidden=4, out=3, seed=2)
     with run_server(tmp_path / "a", extra_env=shared) as rep_a, run_server(tmp_path / "b", extra_env=shared) as rep_b:
         rep_a.register_onnx("m", a1)
-        rep_a.register_onnx("m", a2)
+        v2 = rep_a.register_onnx("m", a2)
         with rep_b.client() as client_b:  # uploaded through A, served by B
             reply = client_b.post("/v2/models/m/versions/2/infer", json=BODY)
             assert reply.status_code == 200, reply.text
+        if artifacts == "s3":
+            blob_path = f"sha256/{v2['sha256'][:2]}/{v2['sha256']}"
+            cached_on_b = tmp_path / "b" / "artifacts" / blob_path
+            assert cached_on_b.read_bytes() == a2.read_bytes(), "B should have fetched v2 from the bucket"
+            assert not (tmp_path / "b" / "artifacts" / "sha256").samefile(tmp_path / "a" / "artifacts" / "sha256")
+            assert s3.get(bucket, f"replicas/{blob_path}") == a2.read_bytes()
+            assert "artifact_fetched" in rep_b.logs()
 
         with rep_a.admin() as admin:
             assert admin.put("/admin/models/m/aliases/production", json={"version": "1"}).status_code == 200
@@ -48,7 +66,7 @@ def test_two_replicas_share_registry_and_routing(fresh_pg_url: str, tmp_path: Pa
                 assert time.monotonic() - started < 2.0, f"promotion not seen on B after 2 s: {served.text}"
                 time.sleep(0.02)
         propagation = time.monotonic() - started
-        print(f"\npromotion through A in effect on B after {propagation * 1000:.0f} ms")
+        print(f"\n[{artifacts}] promotion through A in effect on B after {propagation * 1000:.0f} ms")
         assert propagation < 2.0
 
         with rep_a.admin() as admin:

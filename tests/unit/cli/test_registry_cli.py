@@ -9,7 +9,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,9 @@ from registry_db.repository import Registry
 from registry_db.session import create_engine
 from registry_db.store import ArtifactStore
 from service.cli._app import cli
+from service.context import open_artifact_store
 from service.settings import Settings
+from tests.helpers.s3 import S3Server
 
 ACTOR = f"cli:{getpass.getuser()}"
 
@@ -54,7 +56,7 @@ class Env:
         return lines[-1]
 
     def store(self) -> ArtifactStore:
-        return ArtifactStore(self.settings.resolved_artifact_dir, max_bytes=10**7)
+        return open_artifact_store(self.settings)
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         async def run() -> Any:
@@ -261,6 +263,33 @@ def test_gc_removes_only_old_unreferenced_blobs_and_stale_temp_files(env: Env) -
     assert young.path.exists() and store.verified_path(kept.sha256)
     assert env.ok("gc", "--min-age", "0").stdout.strip() == f"removed blob {young.sha256}"
     assert env.ok("verify").exit_code == 0
+
+
+def test_verify_and_gc_act_on_the_bucket_of_record(
+    env: Env, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = s3_server.create_bucket()
+    for key, value in s3_server.env(f"s3://{bucket}/cli").items():
+        monkeypatch.setenv(key, value)
+    env.settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    good, bad = env.seed("m", b"good bytes"), env.seed("m", b"bad bytes")
+    orphan = asyncio.run(env.store().put_stream(_chunks(b"orphan bytes")))
+    assert s3_server.keys(bucket) == sorted(f"cli/{r.storage_path}" for r in (good, bad, orphan))
+    assert "2 ok, 0 failed" in env.ok("verify").stderr
+
+    s3_server.put(bucket, f"cli/{bad.storage_path}", b"tampered")  # the bucket is the truth, not a cache
+    result = env.invoke("verify")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"m version {bad.version} ({bad.sha256})" in result.stderr and "integrity" in result.stderr
+    assert good.sha256 not in result.stderr
+
+    assert json.loads(env.ok("gc", "--json").stdout)["blobs"] == []  # the orphan is young
+    assert env.ok("gc", "--min-age", "0").stdout.strip() == f"removed blob {orphan.sha256}"
+    assert s3_server.keys(bucket) == sorted(f"cli/{r.storage_path}" for r in (good, bad))
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 def test_bad_json_options_are_usage_errors(env: Env, tmp_path: Path) -> None:
