@@ -23,7 +23,7 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import AsyncIterable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,7 +72,12 @@ class ArtifactStore:
         max_bytes: the largest blob accepted, on upload and on download.
         remote: the bucket of record, if any.
         cache_max_bytes: with ``remote``, cached bytes kept (least recently used evicted first; 0 = no bound).
+
+    ``listener``, when set, is called as ``(event, size_bytes, seconds)`` for ``upload`` and ``download``
+    transfers and the cache events ``hit``, ``damaged`` and ``evicted`` (metrics without an import of them).
     """
+
+    listener: Callable[[str, int, float], None] | None = None
 
     def __init__(
         self, root: Path, *, max_bytes: int, remote: ObjectStoreBlobs | None = None, cache_max_bytes: int = 0
@@ -141,6 +146,7 @@ class ArtifactStore:
             started = time.perf_counter()
             await asyncio.to_thread(self.remote.upload, stored.sha256, stored.path)
             _log.info("artifact_uploaded", sha256=stored.sha256[:12], bytes=size, ms=_ms_since(started))
+            self._emit("upload", size, started)
             await asyncio.to_thread(self._prune_cache, stored.sha256)
         return stored
 
@@ -211,6 +217,7 @@ class ArtifactStore:
             if self.remote is not None:
                 with contextlib.suppress(OSError):
                     os.utime(path)  # recency for the cache's LRU eviction
+                self._emit("hit", 0, None)
             return path
         if self.remote is None:
             if actual is None:
@@ -218,6 +225,7 @@ class ArtifactStore:
             raise IntegrityError(f"artifact {sha256[:12]}… failed its integrity check (sha256 is now {actual[:12]}…)")
         if actual is not None:
             _log.warning("artifact_cache_damaged", sha256=sha256[:12], found=actual[:12])
+            self._emit("damaged", 0, None)
         return self._fetch(sha256)
 
     def verify_blob(self, sha256: str) -> int:
@@ -264,6 +272,7 @@ class ArtifactStore:
             tmp.unlink(missing_ok=True)
             raise
         _log.info("artifact_fetched", sha256=sha256[:12], bytes=size, ms=_ms_since(started))
+        self._emit("download", size, started)
         self._prune_cache(sha256)
         return stored.path
 
@@ -285,6 +294,12 @@ class ArtifactStore:
             path.unlink(missing_ok=True)
             total -= size
             _log.info("artifact_cache_evicted", sha256=path.name[:12], bytes=size)
+            self._emit("evicted", size, None)
+
+    def _emit(self, event: str, size: int, started: float | None) -> None:
+        if self.listener is not None:
+            with contextlib.suppress(Exception):  # metrics must never fail a load
+                self.listener(event, size, time.perf_counter() - started if started is not None else 0.0)
 
     def exists(self, sha256: str) -> bool:
         if self.remote is not None:

@@ -55,6 +55,7 @@ class Runtime:
                     head=head_revision(),
                     hint="run 'modelport db upgrade'",
                 )
+        services.store.listener = self.metrics.on_artifact_event
         self.pool = EnginePool(settings=s, store=services.store, plugins=services.plugins, metrics=self.metrics)
         self.routing = RoutingState(
             registry=services.registry,

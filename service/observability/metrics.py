@@ -65,6 +65,33 @@ class Metrics:
             registry=r,
         )
 
+        self.artifact_cache_events = Counter(
+            "modelport_artifact_cache_events",
+            "Artifact store with a bucket: cache hit, fetched, damaged (re-fetched), evicted",
+            ("event",),
+            registry=r,
+        )
+        self.artifact_transfer_seconds = Histogram(
+            "modelport_artifact_transfer_seconds",
+            "Artifact uploads to and downloads from the bucket",
+            ("direction",),
+            buckets=(0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0),
+            registry=r,
+        )
+        self.artifact_transfer_bytes = Counter(
+            "modelport_artifact_transfer_bytes", "Bytes moved to and from the bucket", ("direction",), registry=r
+        )
+
+    def on_artifact_event(self, event: str, size_bytes: int, seconds: float) -> None:
+        """Listener for :class:`registry_db.store.ArtifactStore` (upload/download transfers and cache events)."""
+        if event in ("upload", "download"):
+            self.artifact_transfer_seconds.labels(direction=event).observe(seconds)
+            self.artifact_transfer_bytes.labels(direction=event).inc(size_bytes)
+            if event == "download":
+                self.artifact_cache_events.labels(event="fetched").inc()
+        else:
+            self.artifact_cache_events.labels(event=event).inc()
+
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)

@@ -53,6 +53,8 @@ def test_two_replicas_share_registry_and_routing(
             assert not (tmp_path / "b" / "artifacts" / "sha256").samefile(tmp_path / "a" / "artifacts" / "sha256")
             assert s3.get(bucket, f"replicas/{blob_path}") == a2.read_bytes()
             assert "artifact_fetched" in rep_b.logs()
+            with rep_b.client() as client_b:
+                assert 'modelport_artifact_cache_events_total{event="fetched"}' in client_b.get("/metrics").text
 
         with rep_a.admin() as admin:
             assert admin.put("/admin/models/m/aliases/production", json={"version": "1"}).status_code == 200

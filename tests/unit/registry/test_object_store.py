@@ -71,6 +71,8 @@ def test_another_replica_fetches_verifies_and_caches(make_store) -> None:  # typ
 def test_damaged_or_deleted_cache_is_fetched_again(make_store) -> None:  # type: ignore[no-untyped-def]
     data = b"weights" * 5000
     a = make_store("a")
+    events: list[tuple[str, int]] = []
+    a.listener = lambda event, size, seconds: events.append((event, size))
     sha = put(a, data)
     cached = a.path_for(sha)
     os.chmod(cached, 0o644)
@@ -78,6 +80,14 @@ def test_damaged_or_deleted_cache_is_fetched_again(make_store) -> None:  # type:
     assert a.verified_path(sha).read_bytes() == data  # repaired from the bucket
     cached.unlink()
     assert a.verified_path(sha).read_bytes() == data
+    a.verified_path(sha)
+    assert events == [
+        ("upload", len(data)),
+        ("damaged", 0),
+        ("download", len(data)),
+        ("download", len(data)),
+        ("hit", 0),
+    ]
 
 
 def test_tampered_object_in_the_bucket_is_refused_and_not_cached(
@@ -142,6 +152,7 @@ def test_lru_cache_bound_evicts_least_recently_used(make_store) -> None:  # type
     b.verified_path(shas[1])
     b.verified_path(shas[2])
     assert [b.is_cached(s) for s in shas] == [False, True, True]
+    assert b.cache_max_bytes == 100_000
     assert b.verified_path(shas[0]).read_bytes() == bytes([0]) * 40_000  # fetched again on demand
 
 
