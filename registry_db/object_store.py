@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from registry_db.errors import ArtifactTooLarge, NotFound, RegistryError, StoreError, StoreUnavailable
+from registry_db.validation import storage_path_for
 
 __all__ = ("ObjectStoreBlobs", "RemoteBlob", "S3Options")
 
@@ -55,27 +56,27 @@ class RemoteBlob:
     last_modified: datetime
 
 
-def _split_url(url: str) -> tuple[str, str, str]:
-    """``s3://bucket/a/b`` -> (``s3``, ``bucket``, ``a/b``); StoreError for anything else."""
+def _split_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/a/b`` -> (``bucket``, ``a/b``); StoreError for anything else."""
     scheme, sep, rest = url.partition("://")
     bucket, _, prefix = rest.partition("/")
     if not sep or scheme != "s3" or not bucket:
         raise StoreError(f"artifact URL must look like s3://bucket[/prefix], not {url[:100]!r}")
-    return scheme, bucket, prefix.strip("/")
+    return bucket, prefix.strip("/")
 
 
 class ObjectStoreBlobs:
     """Content-addressed blobs under one bucket prefix. Blocking calls: use them from worker threads."""
 
     def __init__(self, url: str, options: S3Options | None = None) -> None:
-        _, bucket, prefix = _split_url(url)
+        bucket, prefix = _split_url(url)
         try:
             import obstore
             from obstore.store import S3Store
         except ImportError:  # pragma: no cover - exercised only without the extra
             raise StoreError(_INSTALL_HINT) from None
         opts = options or S3Options()
-        config: dict[str, Any] = {}
+        config: Any = {}  # obstore S3Config (a TypedDict known only to type checkers)
         if opts.endpoint_url:
             config["endpoint"] = opts.endpoint_url
         if opts.region:
@@ -84,7 +85,7 @@ class ObjectStoreBlobs:
             config["access_key_id"] = opts.access_key_id
         if opts.secret_access_key:
             config["secret_access_key"] = opts.secret_access_key
-        client_options: dict[str, Any] = {
+        client_options: Any = {
             "allow_http": opts.allow_http,
             "connect_timeout": timedelta(seconds=5),
             "read_timeout": timedelta(seconds=opts.stall_timeout_s),
@@ -107,7 +108,7 @@ class ObjectStoreBlobs:
     @staticmethod
     def key_for(sha256: str) -> str:
         """Object key of a blob (below the prefix): the same relative path the rows store."""
-        return f"sha256/{sha256[:2]}/{sha256}"
+        return storage_path_for(sha256)
 
     def _call(self, what: str, sha256: str, fn: Callable[[], Any]) -> Any:
         """Run one obstore call, turning its errors into NotFound / StoreUnavailable naming the object."""
@@ -115,7 +116,7 @@ class ObjectStoreBlobs:
             return fn()
         except RegistryError:
             raise
-        except FileNotFoundError:  # obstore's NotFoundError subclasses it
+        except FileNotFoundError:  # what obstore raises for a missing key (not its own NotFoundError)
             raise NotFound(f"artifact {sha256[:12]}… is not in {self.url}") from None
         except Exception as exc:  # noqa: BLE001 - network, auth and service errors all mean "try later"
             detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import os
 import re
+import threading
 import time
 from collections.abc import AsyncIterable, Callable, Iterator
 from pathlib import Path
@@ -42,6 +43,7 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
 _BLOB_MODE = 0o444
 _TMP_SUFFIX = ".part"
+_FETCH_LOCK_STRIPES = 32
 _log = structlog.get_logger(__name__)
 
 
@@ -86,6 +88,7 @@ class ArtifactStore:
         self.max_bytes = max_bytes
         self.remote = remote
         self.cache_max_bytes = cache_max_bytes if remote is not None else 0
+        self._fetch_locks = tuple(threading.Lock() for _ in range(_FETCH_LOCK_STRIPES))
         self._blobs = self.root / "sha256"
         self._tmp = self.root / "tmp"
         self._blobs.mkdir(parents=True, exist_ok=True)
@@ -226,7 +229,12 @@ class ArtifactStore:
         if actual is not None:
             _log.warning("artifact_cache_damaged", sha256=sha256[:12], found=actual[:12])
             self._emit("damaged", 0, None)
-        return self._fetch(sha256)
+        # one download per blob at a time in this process: a thread that waited finds the blob fetched
+        with self._fetch_locks[int(sha256[:2], 16) % len(self._fetch_locks)]:
+            if actual is None and path.is_file() and hash_file(path)[0] == sha256:
+                self._emit("hit", 0, None)
+                return path
+            return self._fetch(sha256)
 
     def verify_blob(self, sha256: str) -> int:
         """Re-hash the blob of record (the bucket's object with a remote) and return its size.

@@ -90,6 +90,20 @@ def test_damaged_or_deleted_cache_is_fetched_again(make_store) -> None:  # type:
     ]
 
 
+def test_concurrent_loads_of_one_blob_download_it_once(make_store) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = os.urandom(2_000_000)
+    sha = put(make_store("a"), data)
+    b = make_store("b")
+    events: list[str] = []
+    b.listener = lambda event, size, seconds: events.append(event)
+    with ThreadPoolExecutor(6) as pool:
+        paths = list(pool.map(lambda _: b.verified_path(sha), range(6)))
+    assert len(set(paths)) == 1 and paths[0].read_bytes() == data
+    assert sorted(events) == ["download"] + ["hit"] * 5
+
+
 def test_tampered_object_in_the_bucket_is_refused_and_not_cached(
     make_store, s3_server: S3Server, bucket: str  # type: ignore[no-untyped-def]
 ) -> None:
