@@ -24,6 +24,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):
@@ -55,12 +56,13 @@ def run(endpoint: str, bucket: str, options: S3Options, sizes_mib: list[int], re
     import obstore
     from obstore.store import S3Store
 
+    config: Any = {"endpoint": endpoint, "region": options.region or "us-east-1"}
+    if options.access_key_id:
+        config |= {"access_key_id": options.access_key_id, "secret_access_key": options.secret_access_key}
     raw = S3Store(
         bucket,
         prefix="raw",
-        config={"endpoint": endpoint, "region": options.region or "us-east-1"}
-        | ({"access_key_id": options.access_key_id} if options.access_key_id else {})
-        | ({"secret_access_key": options.secret_access_key} if options.secret_access_key else {}),
+        config=config,
         client_options={"allow_http": options.allow_http},
     )
     print(

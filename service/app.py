@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import cast
 
 from litestar import Litestar
 from litestar.config.compression import CompressionConfig  # noqa: F401 - documented: never compress V2
@@ -16,7 +17,7 @@ from service.api.admin import ADMIN_CONTROLLERS
 from service.api.metrics import metrics
 from service.api.v1_predict import V1Controller
 from service.api.v2_inference import V2Controller
-from service.asgi import ModelportASGI
+from service.asgi import ASGIApp, ModelportASGI
 from service.exception_handlers import exception_handlers
 from service.observability.logging import configure_logging
 from service.plugins import PluginRegistry
@@ -74,7 +75,8 @@ def create_app(settings: Settings | None = None, *, plugins: PluginRegistry | No
         request_max_body_size=settings.max_body_bytes,
     )
     app.state.runtime = runtime
-    return ModelportASGI(app, runtime)
+    # Litestar types __call__ with its own scope/event TypedDicts; to the wrapper it is a plain ASGI app
+    return ModelportASGI(cast(ASGIApp, app), runtime)
 
 
 def create_app_from_env() -> ModelportASGI:

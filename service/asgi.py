@@ -22,12 +22,13 @@ from service.errors import PayloadTooLarge
 from service.exception_handlers import error_reply
 from service.runtime import Runtime
 
-__all__ = ("ModelportASGI",)
+__all__ = ("ASGIApp", "ModelportASGI")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _FAST_HEADERS = frozenset(
     {
@@ -62,7 +63,7 @@ def _host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
 class ModelportASGI:
     """Wraps the Litestar app; see the module docstring."""
 
-    def __init__(self, inner: Callable[[Scope, Receive, Send], Awaitable[None]], runtime: Runtime) -> None:
+    def __init__(self, inner: ASGIApp, runtime: Runtime) -> None:
         self.inner = inner
         self.runtime = runtime
         self.inference = InferenceHTTP(runtime)

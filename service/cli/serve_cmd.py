@@ -26,7 +26,7 @@ def _apply_overrides(**overrides: object) -> Settings:
 
 async def _ensure_demo(settings: Settings) -> None:
     try:
-        from modelport_zoo.demo import run_demo  # type: ignore[import-not-found]
+        from modelport_zoo.demo import run_demo
     except ImportError:
         raise click.ClickException(
             "--demo needs the demo plugin: pip install -e plugins/modelport-onnx -e plugins/modelport-torch "

@@ -106,8 +106,8 @@ class RoutingState:
         pinned = {(name, v) for name, routing in models.items() for v in routed_versions(routing)}
         self._pool.set_pinned(pinned)
         for model, version in self._pool.loaded_keys:
-            routing = models.get(model)
-            if routing is None or version not in routing.active_versions:
+            current = models.get(model)
+            if current is None or version not in current.active_versions:
                 self._pool.unload(model, version)  # archived or deleted
         _log.info("routing_applied", generation=fresh.generation, models=len(models), held_back=len(held))
 

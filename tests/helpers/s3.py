@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -53,7 +54,7 @@ class S3Server:
             "MODELPORT_S3_ALLOW_HTTP": "true",
         }
 
-    def _client(self):  # type: ignore[no-untyped-def]
+    def _client(self) -> Any:
         import boto3
 
         return boto3.client(

@@ -55,7 +55,7 @@ class ServerProcess:
                 data={"manifest": json.dumps(body)},
             )
         assert reply.status_code == 201, reply.text
-        return reply.json()  # type: ignore[no-any-return]
+        return reply.json()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         if self.process.poll() is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,8 @@ from registry_db.object_store import ObjectStoreBlobs, S3Options
 from registry_db.store import ArtifactStore
 from tests.helpers.s3 import S3Server
 from tests.helpers.server import free_port
+
+MakeStore = Callable[..., ArtifactStore]
 
 
 async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
@@ -32,7 +34,7 @@ def bucket(s3_server: S3Server) -> str:
 
 
 @pytest.fixture
-def make_store(s3_server: S3Server, bucket: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+def make_store(s3_server: S3Server, bucket: str, tmp_path: Path) -> MakeStore:
     """A replica's store: its own cache directory, the shared bucket under prefix ``models``."""
 
     def make(name: str, *, max_bytes: int = 10**8, cache_max_bytes: int = 0) -> ArtifactStore:
@@ -47,7 +49,7 @@ def key(sha: str) -> str:
 
 
 def test_put_is_durable_in_the_bucket_under_the_rows_storage_path(
-    make_store, s3_server: S3Server, bucket: str  # type: ignore[no-untyped-def]
+    make_store: MakeStore, s3_server: S3Server, bucket: str
 ) -> None:
     data = os.urandom(3 * 1024 * 1024 + 17)  # several chunks
     sha = put(make_store("a"), data)
@@ -56,7 +58,7 @@ def test_put_is_durable_in_the_bucket_under_the_rows_storage_path(
     assert s3_server.keys(bucket) == [key(sha)]
 
 
-def test_another_replica_fetches_verifies_and_caches(make_store) -> None:  # type: ignore[no-untyped-def]
+def test_another_replica_fetches_verifies_and_caches(make_store: MakeStore) -> None:
     data = os.urandom(100_000)
     sha = put(make_store("a"), data)
     b = make_store("b")
@@ -68,7 +70,7 @@ def test_another_replica_fetches_verifies_and_caches(make_store) -> None:  # typ
     assert b.verified_path(sha) == path  # served from the cache (re-hashed) the second time
 
 
-def test_damaged_or_deleted_cache_is_fetched_again(make_store) -> None:  # type: ignore[no-untyped-def]
+def test_damaged_or_deleted_cache_is_fetched_again(make_store: MakeStore) -> None:
     data = b"weights" * 5000
     a = make_store("a")
     events: list[tuple[str, int]] = []
@@ -90,7 +92,7 @@ def test_damaged_or_deleted_cache_is_fetched_again(make_store) -> None:  # type:
     ]
 
 
-def test_concurrent_loads_of_one_blob_download_it_once(make_store) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_loads_of_one_blob_download_it_once(make_store: MakeStore) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     data = os.urandom(2_000_000)
@@ -105,7 +107,7 @@ def test_concurrent_loads_of_one_blob_download_it_once(make_store) -> None:  # t
 
 
 def test_tampered_object_in_the_bucket_is_refused_and_not_cached(
-    make_store, s3_server: S3Server, bucket: str  # type: ignore[no-untyped-def]
+    make_store: MakeStore, s3_server: S3Server, bucket: str
 ) -> None:
     data = os.urandom(50_000)
     sha = put(make_store("a"), data)
@@ -118,7 +120,7 @@ def test_tampered_object_in_the_bucket_is_refused_and_not_cached(
         b.verify_blob(sha)
 
 
-def test_missing_object_is_an_integrity_error(make_store) -> None:  # type: ignore[no-untyped-def]
+def test_missing_object_is_an_integrity_error(make_store: MakeStore) -> None:
     b = make_store("b")
     with pytest.raises(IntegrityError, match="missing from s3://"):
         b.verified_path("ab" * 32)
@@ -126,7 +128,7 @@ def test_missing_object_is_an_integrity_error(make_store) -> None:  # type: igno
         b.verify_blob("ab" * 32)
 
 
-def test_oversized_object_is_refused_before_download(make_store) -> None:  # type: ignore[no-untyped-def]
+def test_oversized_object_is_refused_before_download(make_store: MakeStore) -> None:
     sha = put(make_store("a"), os.urandom(4096))
     small = make_store("small", max_bytes=1000)
     with pytest.raises(ArtifactTooLarge, match="over the limit of 1000"):
@@ -134,7 +136,7 @@ def test_oversized_object_is_refused_before_download(make_store) -> None:  # typ
     assert not small.is_cached(sha)
 
 
-def test_verify_blob_rehashes_the_bucket_without_caching(make_store) -> None:  # type: ignore[no-untyped-def]
+def test_verify_blob_rehashes_the_bucket_without_caching(make_store: MakeStore) -> None:
     data = os.urandom(10_000)
     sha = put(make_store("a"), data)
     ops = make_store("ops")
@@ -142,7 +144,7 @@ def test_verify_blob_rehashes_the_bucket_without_caching(make_store) -> None:  #
     assert not ops.is_cached(sha)
 
 
-def test_gc_lists_ages_and_deletes_in_the_bucket(make_store, s3_server: S3Server, bucket: str) -> None:  # type: ignore[no-untyped-def]
+def test_gc_lists_ages_and_deletes_in_the_bucket(make_store: MakeStore, s3_server: S3Server, bucket: str) -> None:
     a = make_store("a")
     kept, orphan = put(a, b"referenced"), put(a, b"orphan")
     b = make_store("b")
@@ -157,7 +159,7 @@ def test_gc_lists_ages_and_deletes_in_the_bucket(make_store, s3_server: S3Server
     assert not a.delete(orphan)  # already gone
 
 
-def test_lru_cache_bound_evicts_least_recently_used(make_store) -> None:  # type: ignore[no-untyped-def]
+def test_lru_cache_bound_evicts_least_recently_used(make_store: MakeStore) -> None:
     a = make_store("a")
     shas = [put(a, bytes([i]) * 40_000) for i in range(3)]
     b = make_store("b", cache_max_bytes=100_000)  # room for two
