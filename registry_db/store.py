@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import os
 import re
-import threading
 import time
 from collections.abc import AsyncIterable, Callable, Iterator
 from pathlib import Path
@@ -43,7 +43,6 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
 _BLOB_MODE = 0o444
 _TMP_SUFFIX = ".part"
-_FETCH_LOCK_STRIPES = 32
 _log = structlog.get_logger(__name__)
 
 
@@ -88,11 +87,13 @@ class ArtifactStore:
         self.max_bytes = max_bytes
         self.remote = remote
         self.cache_max_bytes = cache_max_bytes if remote is not None else 0
-        self._fetch_locks = tuple(threading.Lock() for _ in range(_FETCH_LOCK_STRIPES))
         self._blobs = self.root / "sha256"
         self._tmp = self.root / "tmp"
         self._blobs.mkdir(parents=True, exist_ok=True)
         self._tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._locks = self.root / "locks"
+        if remote is not None:
+            self._locks.mkdir(mode=0o700, exist_ok=True)
 
     # -- paths ----------------------------------------------------------------------------------------
     def relative_path(self, sha256: str) -> str:
@@ -229,8 +230,8 @@ class ArtifactStore:
         if actual is not None:
             _log.warning("artifact_cache_damaged", sha256=sha256[:12], found=actual[:12])
             self._emit("damaged", 0, None)
-        # one download per blob at a time in this process: a thread that waited finds the blob fetched
-        with self._fetch_locks[int(sha256[:2], 16) % len(self._fetch_locks)]:
+        # one download per blob at a time on this cache (threads and worker processes): who waited finds it fetched
+        with self._fetch_lock(sha256):
             if actual is None and path.is_file() and hash_file(path)[0] == sha256:
                 self._emit("hit", 0, None)
                 return path
@@ -255,6 +256,17 @@ class ArtifactStore:
                 f"(sha256 is now {digest.hexdigest()[:12]}…)"
             )
         return size
+
+    @contextlib.contextmanager
+    def _fetch_lock(self, sha256: str) -> Iterator[None]:
+        """An exclusive flock per blob on this cache: open file descriptions conflict across threads and processes
+        alike, and the kernel releases the lock when its holder dies. Lock files are empty and may stay."""
+        fd = os.open(self._locks / sha256, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def _fetch(self, sha256: str) -> Path:
         """Stream the bucket's object into the cache, hashing as it arrives; link it in only if it matches."""

@@ -106,6 +106,43 @@ def test_concurrent_loads_of_one_blob_download_it_once(make_store: MakeStore) ->
     assert sorted(events) == ["download"] + ["hit"] * 5
 
 
+_COLD_LOAD = """
+import sys, time
+from pathlib import Path
+from registry_db.object_store import ObjectStoreBlobs, S3Options
+from registry_db.store import ArtifactStore
+endpoint, url, cache, sha, start_at = sys.argv[1:6]
+options = S3Options(endpoint_url=endpoint, region="us-east-1", access_key_id="modelport-test",
+                    secret_access_key="modelport-test-secret", allow_http=True)
+store = ArtifactStore(Path(cache), max_bytes=10**9, remote=ObjectStoreBlobs(url, options))
+events = []
+store.listener = lambda event, size, seconds: events.append(event)
+time.sleep(max(0.0, float(start_at) - time.time()))
+store.verified_path(sha)
+print(",".join(events))
+"""
+
+
+def test_worker_processes_sharing_a_cache_download_a_blob_once(
+    make_store: MakeStore, s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+    import time
+
+    data = os.urandom(24 * 1024 * 1024)  # long enough for the downloads to overlap
+    sha = put(make_store("a"), data)
+    start_at = str(time.time() + 3.0)  # after every interpreter has started
+    args = [s3_server.endpoint, f"s3://{bucket}/models", str(tmp_path / "pod-cache"), sha, start_at]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _COLD_LOAD, *args], stdout=subprocess.PIPE, text=True) for _ in range(3)
+    ]
+    outputs = [proc.communicate(timeout=120)[0].strip().splitlines()[-1] for proc in procs]  # after the log lines
+    assert all(proc.returncode == 0 for proc in procs), outputs
+    assert sorted(outputs) == ["download", "hit", "hit"]
+    assert (tmp_path / "pod-cache" / key(sha).removeprefix("models/")).read_bytes() == data
+
+
 def test_tampered_object_in_the_bucket_is_refused_and_not_cached(
     make_store: MakeStore, s3_server: S3Server, bucket: str
 ) -> None:
