@@ -6,7 +6,7 @@ owns the caching and the hashing). Keys are the rows' ``storage_path`` (``<prefi
 bucket can be copied to or from a shared directory with any sync tool.
 
 ``obstore`` (Rust ``object_store`` bindings) was chosen over ``s3fs``/``aiobotocore`` and ``boto3`` by
-measurement (``docs/deployment.md``): one wheel without Python dependencies, multipart uploads and
+measurement (``docs/deployment.md``): one wheel (plus typing_extensions), multipart uploads and
 streaming reads built in, retries with backoff, and the AWS credential chain (environment, web identity
 for EKS IRSA, instance metadata) when no key is configured. It is imported only when a bucket is configured.
 """
