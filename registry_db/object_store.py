@@ -24,7 +24,7 @@ from typing import IO, Any
 from registry_db.errors import ArtifactTooLarge, NotFound, RegistryError, StoreError, StoreUnavailable
 from registry_db.validation import storage_path_for
 
-__all__ = ("ObjectStoreBlobs", "RemoteBlob", "S3Options")
+__all__ = ("ObjectStoreBlobs", "RemoteBlob", "S3Options", "split_artifact_url")
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
@@ -56,7 +56,7 @@ class RemoteBlob:
     last_modified: datetime
 
 
-def _split_url(url: str) -> tuple[str, str]:
+def split_artifact_url(url: str) -> tuple[str, str]:
     """``s3://bucket/a/b`` -> (``bucket``, ``a/b``); StoreError for anything else."""
     scheme, sep, rest = url.partition("://")
     bucket, _, prefix = rest.partition("/")
@@ -69,7 +69,7 @@ class ObjectStoreBlobs:
     """Content-addressed blobs under one bucket prefix. Blocking calls: use them from worker threads."""
 
     def __init__(self, url: str, options: S3Options | None = None) -> None:
-        bucket, prefix = _split_url(url)
+        bucket, prefix = split_artifact_url(url)
         try:
             import obstore
             from obstore.store import S3Store

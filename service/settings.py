@@ -104,9 +104,13 @@ class Settings(BaseSettings):
     def _check_artifact_url(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        scheme, sep, rest = value.partition("://")
-        if scheme != "s3" or not sep or not rest.split("/", 1)[0]:
-            raise ValueError("must look like s3://bucket[/prefix]")
+        from registry_db.errors import StoreError
+        from registry_db.object_store import split_artifact_url  # imports no obstore
+
+        try:
+            split_artifact_url(value)
+        except StoreError as exc:
+            raise ValueError(str(exc)) from None
         return value.rstrip("/")
 
     @field_validator("allowed_hosts", mode="before")
