@@ -1,56 +1,148 @@
-"""Registry and store errors: raised by the repository and the artifact store, free of HTTP."""
+"""The one error hierarchy of modelport, rooted here because ``registry_db`` is the lowest layer.
+
+Every error raised on purpose is a :class:`ModelportError` whose class says how a client should read it:
+``status`` is the HTTP status (the gRPC edge maps the same classes to its own codes), ``message`` is safe
+to show. ``service.errors`` adds the service's own kinds on top of these; nothing here imports a web
+framework. A test walks every subclass and checks that it declares its status, so nothing new falls
+through to 500 by accident.
+"""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 __all__ = (
     "ArtifactTooLarge",
+    "ArtifactUnreadable",
     "Conflict",
+    "DatabaseUnavailable",
     "DuplicateKey",
+    "EmptyArtifact",
     "IntegrityError",
+    "InvalidInput",
     "InvalidName",
+    "ModelportError",
     "NotFound",
+    "PayloadTooLarge",
     "RegistryError",
     "StoreError",
+    "StoreMisconfigured",
     "StoreUnavailable",
-    "DatabaseUnavailable",
+    "Unavailable",
 )
 
 
-class RegistryError(Exception):
-    """Base of registry errors; the message is safe to show to clients and operators."""
+class ModelportError(Exception):
+    """Base of every error raised on purpose; ``message`` is safe to show to clients and operators."""
+
+    status: ClassVar[int] = 500
+    """HTTP status of this kind of failure (4xx: the caller's mistake, 5xx: ours or a dependency's)."""
+    retry_after_s: int | None = None
+    """Seconds a client should wait before retrying (503s send it as ``Retry-After``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
-class NotFound(RegistryError):
+class InvalidInput(ModelportError):
+    """The client sent something malformed or not matching the signature."""
+
+    status = 400
+
+
+class NotFound(ModelportError):
     """No such model, version, alias, key or blob."""
 
-
-class DuplicateKey(RegistryError):
-    """A unique name or label already exists."""
+    status = 404
 
 
-class Conflict(RegistryError):
+class Conflict(ModelportError):
     """The change conflicts with current state (archived target, routed version, concurrent writer)."""
 
+    status = 409
 
-class InvalidName(RegistryError, ValueError):
+
+class PayloadTooLarge(ModelportError):
+    """A body or artifact over its configured limit."""
+
+    status = 413
+
+
+class Unavailable(ModelportError):
+    """A dependency or resource is temporarily unavailable: retry later."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RegistryError(ModelportError):
+    """A registry failure that none of the kinds below describes (a fault of ours)."""
+
+    status = 500
+
+
+class DuplicateKey(Conflict):
+    """A unique name or label already exists."""
+
+    status = 409
+
+
+class InvalidName(InvalidInput, ValueError):
     """A model name, version label, alias or weight breaks the registry's rules."""
 
-
-class StoreError(RegistryError):
-    """The artifact store could not complete an operation."""
+    status = 400
 
 
-class ArtifactTooLarge(StoreError):
+class DatabaseUnavailable(Unavailable):
+    """The registry database could not be reached."""
+
+    status = 503
+
+
+class StoreError(ModelportError):
+    """The artifact store could not complete an operation (a fault of ours unless a subclass says otherwise)."""
+
+    status = 500
+
+
+class StoreMisconfigured(StoreError):
+    """The store's settings are unusable (bad URL, missing optional dependency)."""
+
+    status = 500
+
+
+class EmptyArtifact(StoreError, InvalidInput):
+    """An upload had no bytes at all."""
+
+    status = 400
+
+
+class ArtifactUnreadable(StoreError, InvalidInput):
+    """The file given to the store (CLI registration) cannot be read."""
+
+    status = 400
+
+
+class ArtifactTooLarge(StoreError, PayloadTooLarge):
     """An artifact exceeded the size limit while streaming in."""
 
+    status = 413
 
-class StoreUnavailable(StoreError):
+
+class StoreUnavailable(StoreError, Unavailable):
     """The object store holding the artifacts could not be reached or refused the operation (retry later)."""
+
+    status = 503
 
 
 class IntegrityError(StoreError):
-    """A stored blob no longer matches its sha256 (tampering or corruption), or is missing."""
+    """A stored blob no longer matches its sha256 (tampering or corruption), or is missing.
 
+    422 on registration (the upload cannot be trusted); the request path turns it into EngineUnavailable.
+    """
 
-class DatabaseUnavailable(RegistryError):
-    """The registry database could not be reached."""
+    status = 422

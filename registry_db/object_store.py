@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from registry_db.errors import ArtifactTooLarge, NotFound, RegistryError, StoreError, StoreUnavailable
+from registry_db.errors import ArtifactTooLarge, ModelportError, NotFound, StoreMisconfigured, StoreUnavailable
 from registry_db.validation import storage_path_for
 
 __all__ = ("ObjectStoreBlobs", "RemoteBlob", "S3Options", "split_artifact_url")
@@ -57,11 +57,11 @@ class RemoteBlob:
 
 
 def split_artifact_url(url: str) -> tuple[str, str]:
-    """``s3://bucket/a/b`` -> (``bucket``, ``a/b``); StoreError for anything else."""
+    """``s3://bucket/a/b`` -> (``bucket``, ``a/b``); StoreMisconfigured for anything else."""
     scheme, sep, rest = url.partition("://")
     bucket, _, prefix = rest.partition("/")
     if not sep or scheme != "s3" or not bucket:
-        raise StoreError(f"artifact URL must look like s3://bucket[/prefix], not {url[:100]!r}")
+        raise StoreMisconfigured(f"artifact URL must look like s3://bucket[/prefix], not {url[:100]!r}")
     return bucket, prefix.strip("/")
 
 
@@ -74,7 +74,7 @@ class ObjectStoreBlobs:
             import obstore
             from obstore.store import S3Store
         except ImportError:  # pragma: no cover - exercised only without the extra
-            raise StoreError(_INSTALL_HINT) from None
+            raise StoreMisconfigured(_INSTALL_HINT) from None
         opts = options or S3Options()
         config: Any = {}  # obstore S3Config (a TypedDict known only to type checkers)
         if opts.endpoint_url:
@@ -100,7 +100,7 @@ class ObjectStoreBlobs:
                 bucket, prefix=prefix or None, config=config, client_options=client_options, retry_config=retry_config
             )
         except Exception as exc:  # noqa: BLE001 - a bad key name or value in the configuration
-            raise StoreError(f"cannot configure the object store {url}: {exc}") from None
+            raise StoreMisconfigured(f"cannot configure the object store {url}: {exc}") from None
 
     def __repr__(self) -> str:
         return f"ObjectStoreBlobs({self.url!r})"
@@ -114,7 +114,7 @@ class ObjectStoreBlobs:
         """Run one obstore call, turning its errors into NotFound / StoreUnavailable naming the object."""
         try:
             return fn()
-        except RegistryError:
+        except ModelportError:
             raise
         except FileNotFoundError:  # what obstore raises for a missing key (not its own NotFoundError)
             raise NotFound(f"artifact {sha256[:12]}… is not in {self.url}") from None

@@ -28,7 +28,7 @@ from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from registry_db.base import utcnow
-from registry_db.errors import Conflict, DuplicateKey, InvalidName, NotFound, RegistryError
+from registry_db.errors import Conflict, DuplicateKey, InvalidName, ModelportError, NotFound
 from registry_db.models import Alias, ApiKey, AuditEntry, Model, ModelVersion, RegistryState, TrafficSplit
 from registry_db.records import (
     AliasRecord,
@@ -169,7 +169,7 @@ class Registry:
                 async with self._sessions() as session, session.begin():
                     await session.connection(execution_options=options)
                     return await op(session)
-            except RegistryError:
+            except ModelportError:
                 raise
             except Exception as exc:
                 mapped = classify_db_error(exc)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from registry_db.errors import ArtifactTooLarge, IntegrityError, NotFound, StoreError
+from registry_db.errors import ArtifactTooLarge, ArtifactUnreadable, EmptyArtifact, IntegrityError, NotFound
 from registry_db.records import StoredArtifact
 from registry_db.validation import storage_path_for
 
@@ -123,7 +123,7 @@ class ArtifactStore:
     async def put_stream(self, chunks: AsyncIterable[bytes]) -> StoredArtifact:
         """Store streamed bytes and return the durable blob.
 
-        Raises ArtifactTooLarge as soon as more than ``max_bytes`` arrive, StoreError for an empty stream; in
+        Raises ArtifactTooLarge as soon as more than ``max_bytes`` arrive, EmptyArtifact for an empty stream; in
         every failure (cancellation included) the temp file is removed.
         """
         fd, tmp_name = await asyncio.to_thread(self._open_temp)
@@ -139,7 +139,7 @@ class ArtifactStore:
                     digest.update(chunk)
                     fh.write(chunk)
                 if size == 0:
-                    raise StoreError("artifact is empty")
+                    raise EmptyArtifact("artifact is empty")
                 fh.flush()
                 await asyncio.to_thread(os.fsync, fh.fileno())
             stored = await asyncio.to_thread(self._commit, tmp, digest.hexdigest(), size)
@@ -165,7 +165,7 @@ class ArtifactStore:
         try:
             return await self.put_stream(read())
         except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-            raise StoreError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
+            raise ArtifactUnreadable(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
 
     def _open_temp(self) -> tuple[int, str]:
         name = self._tmp / f"upload-{os.getpid()}-{time.monotonic_ns()}{_TMP_SUFFIX}"

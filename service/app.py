@@ -14,6 +14,7 @@ from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from service import __version__
 from service.api.admin import ADMIN_CONTROLLERS
+from service.api.inference_http import InferenceHTTP
 from service.api.metrics import metrics
 from service.api.v1_predict import V1Controller
 from service.api.v2_inference import V2Controller
@@ -54,7 +55,10 @@ def create_app(settings: Settings | None = None, *, plugins: PluginRegistry | No
     settings = settings or Settings()
     check_exposure(settings)
     configure_logging(settings.log_level, settings.log_format)
-    runtime = Runtime(settings, plugins=plugins)
+    runtime = Runtime.build(settings, plugins=plugins)
+    inference = InferenceHTTP(
+        runtime.dataplane, max_body_bytes=settings.max_body_bytes, queue_timeout_ms=settings.queue_timeout_ms
+    )
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -75,8 +79,9 @@ def create_app(settings: Settings | None = None, *, plugins: PluginRegistry | No
         request_max_body_size=settings.max_body_bytes,
     )
     app.state.runtime = runtime
+    app.state.inference = inference
     # Litestar types __call__ with its own scope/event TypedDicts; to the wrapper it is a plain ASGI app
-    return ModelportASGI(cast(ASGIApp, app), runtime)
+    return ModelportASGI(cast(ASGIApp, app), runtime, inference)
 
 
 def create_app_from_env() -> ModelportASGI:

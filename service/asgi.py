@@ -1,9 +1,11 @@
-"""The outer ASGI app: Host allow-list, request ids, and the lean path for inference routes.
+"""The outer ASGI app: Host allow-list, request ids, and the lean path for the inference routes.
 
 Inference POSTs (``/v2/models/{m}[/versions/{v}]/infer`` and ``/v1/models/{m}[/versions/{v}]/predict``) are
-answered here directly from raw ASGI messages: Litestar's per-request machinery (connection objects,
-dependency resolution, response objects) buys nothing on those routes and costs about half the
-throughput. Everything else, and the OpenAPI description of the same routes, is Litestar's.
+handed here straight from raw ASGI messages to the HTTP inference edge (``service.api.inference_http``):
+Litestar's per-request machinery (connection objects, dependency resolution, response objects) buys nothing
+on those routes and costs about half the throughput. The Litestar handlers of the same routes call the same
+edge function (they document the routes in OpenAPI and serve them when the Litestar app is mounted alone);
+everything else is Litestar's.
 """
 
 from __future__ import annotations
@@ -12,14 +14,13 @@ import itertools
 import os
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote
 
 import structlog
 
+from service.api.http_body import inference_headers
 from service.api.inference_http import InferenceHTTP, Reply
-from service.errors import PayloadTooLarge
-from service.exception_handlers import error_reply
 from service.runtime import Runtime
 
 __all__ = ("ASGIApp", "ModelportASGI")
@@ -29,19 +30,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Route = Literal["v2_infer", "v1_predict"]
 
-_FAST_HEADERS = frozenset(
-    {
-        b"host",
-        b"content-length",
-        b"content-type",
-        b"content-encoding",
-        b"inference-header-content-length",
-        b"x-routing-key",
-        b"x-request-id",
-    }
-)
-"""The only headers the inference routes read (ASGI servers give lowercase names)."""
 _HOST_EXEMPT = ("/v2/health/", "/metrics")
 """Read-only probes and scrapes arrive with a pod IP as Host (kubelet, Prometheus); they change nothing."""
 _INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
@@ -63,12 +53,11 @@ def _host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
 class ModelportASGI:
     """Wraps the Litestar app; see the module docstring."""
 
-    def __init__(self, inner: ASGIApp, runtime: Runtime) -> None:
+    def __init__(self, inner: ASGIApp, runtime: Runtime, inference: InferenceHTTP) -> None:
         self.inner = inner
         self.runtime = runtime
-        self.inference = InferenceHTTP(runtime)
+        self.inference = inference
         self._allowed = runtime.settings.allowed_hosts
-        self._max_body = runtime.settings.max_body_bytes
         self._host_verdicts: dict[str, bool] = {}
         # request ids: a random per-process prefix and a counter (no syscall per request)
         self._id_prefix = os.urandom(6).hex()
@@ -88,16 +77,13 @@ class ModelportASGI:
             return
         path = scope["path"]
         fast = None
+        route: Route = "v2_infer"
         if scope["method"] == "POST":
             fast = _INFER.match(path)
-            handler = self.inference.v2_infer
             if fast is None:
                 fast = _PREDICT.match(path)
-                handler = self.inference.v1_predict
-        headers: dict[str, str] = {}
-        for key, value in scope["headers"]:
-            if key in _FAST_HEADERS:
-                headers[key.decode("latin-1")] = value.decode("latin-1")
+                route = "v1_predict"
+        headers = inference_headers(scope["headers"])
         request_id = headers.get("x-request-id", "")
         if not _REQUEST_ID.match(request_id):
             request_id = f"{self._id_prefix}{next(self._ids):08x}"
@@ -108,7 +94,7 @@ class ModelportASGI:
             return
         if fast is not None:
             # the lean path passes the request id to its few log calls instead of binding contextvars
-            await self._fast(handler, fast, receive, send, headers, request_id)
+            await self._fast(route, fast, receive, send, headers, request_id)
             return
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -121,43 +107,12 @@ class ModelportASGI:
         await self.inner(scope, receive, send_with_id)
 
     async def _fast(
-        self,
-        handler: Callable[..., Awaitable[Reply]],
-        match: re.Match[str],
-        receive: Receive,
-        send: Send,
-        headers: dict[str, str],
-        request_id: str,
+        self, route: Route, match: re.Match[str], receive: Receive, send: Send, headers: dict[str, str], request_id: str
     ) -> None:
-        try:
-            body = await self._read_body(receive, headers)
-        except PayloadTooLarge as exc:
-            status, payload, extra = error_reply(exc, request_id)
-            await self._send_reply(send, Reply(status, payload, extra), request_id)
-            return
         model = unquote(match.group(1))
         version = unquote(match.group(2)) if match.group(2) is not None else None
-        reply = await handler(model, version, body, headers, request_id)
+        reply = await self.inference.serve(route, model, version, receive, headers, request_id)
         await self._send_reply(send, reply, request_id)
-
-    async def _read_body(self, receive: Receive, headers: dict[str, str]) -> bytes:
-        declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
-            raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {self._max_body} bytes")
-        message = await receive()
-        body = message.get("body", b"")
-        if not message.get("more_body", False):
-            return body
-        chunks = [body]
-        size = len(body)
-        while message.get("more_body", False):
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self._max_body:
-                raise PayloadTooLarge(f"request body exceeds the limit of {self._max_body} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     @staticmethod
     async def _send_reply(send: Send, reply: Reply, request_id: str) -> None:

@@ -49,17 +49,23 @@ class Services:
     plugins: PluginRegistry
 
     @classmethod
+    def build(cls, settings: Settings, *, plugins: PluginRegistry | None = None) -> Services:
+        """The registry (connecting lazily), the store and the plugins the settings describe."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(settings.resolved_database_url)
+        return cls(settings, Registry(engine), open_artifact_store(settings), plugins or default_registry())
+
+    @classmethod
     async def open(
         cls, settings: Settings, *, plugins: PluginRegistry | None = None, migrate: bool = False
     ) -> Services:
-        """Connect to the registry and the store; ``migrate`` upgrades the schema to head first."""
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        """:meth:`build`, after upgrading the schema to head when ``migrate`` is set."""
         if migrate:
             from registry_db.migrate import upgrade_async
 
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
             await upgrade_async(settings.resolved_database_url)
-        engine = create_engine(settings.resolved_database_url)
-        return cls(settings, Registry(engine), open_artifact_store(settings), plugins or default_registry())
+        return cls.build(settings, plugins=plugins)
 
     async def close(self) -> None:
         """Dispose of database connections."""

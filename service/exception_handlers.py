@@ -13,59 +13,26 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
-from registry_db import errors as reg
-from service import errors as svc
+from service.errors import ModelportError, status_of
 
-__all__ = ("STATUS_BY_ERROR", "error_reply", "exception_handlers")
+__all__ = ("error_reply", "exception_handlers")
 
 _log = structlog.get_logger(__name__)
 
-STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
-    (svc.InvalidInput, 400),
-    (reg.InvalidName, 400),
-    (svc.Unauthorized, 401),
-    (svc.Forbidden, 403),
-    (svc.NotFound, 404),
-    (reg.NotFound, 404),
-    (svc.Conflict, 409),
-    (reg.Conflict, 409),
-    (reg.DuplicateKey, 409),
-    (svc.PayloadTooLarge, 413),
-    (reg.ArtifactTooLarge, 413),
-    (svc.UnsupportedMediaType, 415),
-    (svc.ArtifactRejected, 422),
-    (reg.IntegrityError, 422),
-    (svc.NotImplementedFeature, 501),
-    (svc.Overloaded, 503),
-    (svc.EngineUnavailable, 503),
-    (svc.RegistryUnavailable, 503),
-    (reg.DatabaseUnavailable, 503),
-    (reg.StoreUnavailable, 503),
-    (svc.BackendFailure, 500),
-)
 _encoder = msgspec.json.Encoder()
-
-
-def status_for(exc: BaseException) -> int:
-    for kind, status in STATUS_BY_ERROR:
-        if isinstance(exc, kind):
-            return status
-    return 500
 
 
 def error_reply(exc: BaseException, request_id: str | None = None) -> tuple[int, bytes, dict[str, str]]:
     """Status, JSON body and extra headers for an exception raised while handling a request."""
-    status = status_for(exc)
+    status = status_of(exc)
     headers: dict[str, str] = {}
-    if isinstance(exc, svc.ModelportError) and status != 500:
+    if isinstance(exc, ModelportError) and status != 500:
         message = exc.message
-    elif isinstance(exc, reg.RegistryError) and status != 500:
-        message = str(exc)
     else:
         _log.error("internal_error", request_id=request_id, error_type=type(exc).__name__, exc_info=exc)
         message = f"internal server error (request id {request_id or 'unknown'})"
     if status == 503:
-        headers["Retry-After"] = str(getattr(exc, "retry_after_s", 1))
+        headers["Retry-After"] = str(getattr(exc, "retry_after_s", None) or 1)
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="modelport"'
     return status, _encoder.encode({"error": message}), headers
@@ -101,8 +68,7 @@ def _internal_handler(request: Request[Any, Any, Any], exc: Exception) -> Respon
 
 
 exception_handlers: dict[type[Exception] | int, Any] = {
-    svc.ModelportError: _domain_handler,
-    reg.RegistryError: _domain_handler,
+    ModelportError: _domain_handler,
     HTTPException: _http_handler,
     Exception: _internal_handler,
 }

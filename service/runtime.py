@@ -1,9 +1,16 @@
-"""Everything one server worker holds while it runs, started and stopped by the app's lifespan."""
+"""Everything one server worker holds while it runs: built whole, then started and stopped by the lifespan.
+
+:meth:`Runtime.build` wires every part (no I/O beyond creating the data directory: database engines connect
+lazily), so no part is ever missing; :meth:`Runtime.start` migrates the embedded database, loads and warms
+the routed engines and starts the registry watcher; :meth:`Runtime.stop` drains and closes.
+:func:`open_runtime` does both for embedders and tests.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import time
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -12,42 +19,77 @@ from service.context import Services
 from service.inference.dataplane import DataPlane
 from service.inference.engine_pool import EnginePool
 from service.inference.routing_state import RoutingState
+from service.management.operations import RoutingOperations
 from service.observability.metrics import Metrics
+from service.observability.observers import default_observers
 from service.observability.stats import StatsBook
 from service.plugins import PluginRegistry
 from service.security.auth import Authenticator
 from service.settings import Settings
 
-__all__ = ("Runtime",)
+__all__ = ("Runtime", "open_runtime")
 
 _log = structlog.get_logger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
 class Runtime:
-    """Owns services, engines, routing and metrics for one worker process."""
+    """One worker's services, engines, routing, data plane and metrics."""
 
-    def __init__(self, settings: Settings, *, plugins: PluginRegistry | None = None) -> None:
-        self.settings = settings
-        self.plugins = plugins
-        self.metrics = Metrics()
-        self.stats = StatsBook()
-        self.started_at = time.time()
-        self.inflight = 0
-        self._idle = asyncio.Event()
-        self.services: Services | None = None
-        self.pool: EnginePool | None = None
-        self.routing: RoutingState | None = None
-        self.dataplane: DataPlane | None = None
-        self.auth: Authenticator | None = None
+    settings: Settings
+    services: Services
+    metrics: Metrics
+    stats: StatsBook
+    pool: EnginePool
+    routing: RoutingState
+    dataplane: DataPlane
+    auth: Authenticator
+    operations: RoutingOperations
+    started_at: float = field(default_factory=time.time)
+
+    @classmethod
+    def build(cls, settings: Settings, *, plugins: PluginRegistry | None = None) -> Runtime:
+        """Wire every part from the settings; nothing connects until :meth:`start`."""
+        services = Services.build(settings, plugins=plugins)
+        metrics = Metrics()
+        stats = StatsBook()
+        services.store.listener = metrics.on_artifact_event
+        pool = EnginePool(settings=settings, store=services.store, plugins=services.plugins, metrics=metrics)
+        routing = RoutingState(
+            registry=services.registry,
+            pool=pool,
+            metrics=metrics,
+            poll_interval_s=settings.registry_poll_interval_s,
+            database_url=settings.resolved_database_url,
+        )
+        dataplane = DataPlane(
+            routing=routing, pool=pool, plugins=services.plugins, observers=default_observers(metrics, stats)
+        )
+        admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
+        # a routing change first loads and warms its targets here, so this worker serves them at once
+        ensure_loads = functools.partial(pool.acquire, retry_failed=True)
+        operations = RoutingOperations(services.registry, ensure_loads=ensure_loads, after_change=routing.refresh)
+        return cls(
+            settings=settings,
+            services=services,
+            metrics=metrics,
+            stats=stats,
+            pool=pool,
+            routing=routing,
+            dataplane=dataplane,
+            auth=Authenticator(registry=services.registry, admin_token=admin_token),
+            operations=operations,
+        )
 
     async def start(self) -> None:
         """Open the registry (migrating embedded SQLite), load and warm routed engines, then report ready."""
-        s = self.settings
-        is_sqlite = s.resolved_database_url.startswith("sqlite")
-        services = await Services.open(s, plugins=self.plugins, migrate=is_sqlite)
-        self.services = services
-        if not is_sqlite:
-            current = await current_async(s.resolved_database_url)
+        url = self.settings.resolved_database_url
+        if url.startswith("sqlite"):
+            from registry_db.migrate import upgrade_async
+
+            await upgrade_async(url)
+        else:
+            current = await current_async(url)
             if current != head_revision():
                 _log.warning(
                     "registry_schema_not_at_head",
@@ -55,18 +97,6 @@ class Runtime:
                     head=head_revision(),
                     hint="run 'modelport db upgrade'",
                 )
-        services.store.listener = self.metrics.on_artifact_event
-        self.pool = EnginePool(settings=s, store=services.store, plugins=services.plugins, metrics=self.metrics)
-        self.routing = RoutingState(
-            registry=services.registry,
-            pool=self.pool,
-            metrics=self.metrics,
-            poll_interval_s=s.registry_poll_interval_s,
-            database_url=s.resolved_database_url,
-        )
-        self.dataplane = DataPlane(routing=self.routing, pool=self.pool, metrics=self.metrics, stats=self.stats)
-        admin_token = s.admin_token.get_secret_value() if s.admin_token else None
-        self.auth = Authenticator(registry=services.registry, admin_token=admin_token)
         await self.routing.refresh(force=True)
         self.routing.start()
         self.dataplane.ready = True
@@ -75,32 +105,23 @@ class Runtime:
 
     def begin_drain(self) -> None:
         """Readiness goes false first so load balancers stop sending; in-flight work continues."""
-        if self.dataplane is not None:
-            self.dataplane.ready = False
+        self.dataplane.ready = False
         self.metrics.ready.set(0)
-        _log.info("draining", inflight=self.inflight)
-
-    def enter(self) -> None:
-        self.inflight += 1
-        self._idle.clear()
-
-    def leave(self) -> None:
-        self.inflight -= 1
-        if self.inflight == 0:
-            self._idle.set()
+        _log.info("draining", inflight=self.dataplane.inflight)
 
     async def stop(self) -> None:
         """Drain in-flight requests (bounded by ``drain_timeout_s``), then close engines and the registry."""
         self.begin_drain()
-        if self.inflight:
-            try:
-                await asyncio.wait_for(self._idle.wait(), timeout=self.settings.drain_timeout_s)
-            except TimeoutError:
-                _log.warning("drain_timeout", inflight=self.inflight)
-        if self.routing is not None:
-            await self.routing.stop()
-        if self.pool is not None:
-            await self.pool.close()
-        if self.services is not None:
-            await self.services.close()
+        if not await self.dataplane.drained(self.settings.drain_timeout_s):
+            _log.warning("drain_timeout", inflight=self.dataplane.inflight)
+        await self.routing.stop()
+        await self.pool.close()
+        await self.services.close()
         _log.info("stopped")
+
+
+async def open_runtime(settings: Settings, *, plugins: PluginRegistry | None = None) -> Runtime:
+    """A started runtime (build + start); close it with :meth:`Runtime.stop`."""
+    runtime = Runtime.build(settings, plugins=plugins)
+    await runtime.start()
+    return runtime

@@ -1,16 +1,39 @@
-"""Dependency providers: the worker's runtime and the calling principal."""
+"""Dependency providers: narrow views of the worker's runtime, the calling principal, and the glue that lets a
+Litestar handler run an inference request through the one HTTP edge."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal, cast
 
-from litestar import Request
+from litestar import Request, Response
 from litestar.datastructures import State
+from litestar.params import JSONBody
 
 from registry_db.records import Principal
+from registry_db.repository import Registry
+from service.api.http_body import Receive, inference_headers
+from service.api.inference_http import InferenceHTTP
+from service.context import Services
+from service.inference.dataplane import DataPlane
+from service.management.operations import RoutingOperations
+from service.observability.stats import StatsBook
 from service.runtime import Runtime
 
-__all__ = ("provide_admin", "provide_reader", "provide_runtime")
+__all__ = (
+    "documented_body",
+    "provide_admin",
+    "provide_dataplane",
+    "provide_inference",
+    "provide_operations",
+    "provide_reader",
+    "provide_registry",
+    "provide_runtime",
+    "provide_services",
+    "provide_stats",
+    "routing_key_of",
+    "serve_inference",
+)
 
 
 def provide_runtime(state: State) -> Runtime:
@@ -18,13 +41,66 @@ def provide_runtime(state: State) -> Runtime:
     return runtime
 
 
-async def provide_admin(request: Request[Any, Any, Any], rt: Runtime) -> Principal:
+def provide_dataplane(state: State) -> DataPlane:
+    return provide_runtime(state).dataplane
+
+
+def provide_inference(state: State) -> InferenceHTTP:
+    inference: InferenceHTTP = state.inference
+    return inference
+
+
+def provide_registry(state: State) -> Registry:
+    return provide_runtime(state).services.registry
+
+
+def provide_services(state: State) -> Services:
+    return provide_runtime(state).services
+
+
+def provide_operations(state: State) -> RoutingOperations:
+    return provide_runtime(state).operations
+
+
+def provide_stats(state: State) -> StatsBook:
+    return provide_runtime(state).stats
+
+
+async def provide_admin(request: Request[Any, Any, Any], state: State) -> Principal:
     """The caller, if it holds an ``admin`` key (401 without a key, 403 without the scope)."""
-    assert rt.auth is not None
-    return await rt.auth.require(request.headers.get("authorization"), "admin")
+    return await provide_runtime(state).auth.require(request.headers.get("authorization"), "admin")
 
 
-async def provide_reader(request: Request[Any, Any, Any], rt: Runtime) -> Principal:
+async def provide_reader(request: Request[Any, Any, Any], state: State) -> Principal:
     """The caller, if it holds a ``read`` (or ``admin``) key."""
-    assert rt.auth is not None
-    return await rt.auth.require(request.headers.get("authorization"), "read")
+    return await provide_runtime(state).auth.require(request.headers.get("authorization"), "read")
+
+
+def routing_key_of(request: Request[Any, Any, Any]) -> str | None:
+    return request.headers.get("x-routing-key")
+
+
+def documented_body(schema: type) -> Callable[..., None]:
+    """A dependency that only declares ``data: schema`` for OpenAPI: the handlers that carry it never ask
+    for it, so Litestar never parses the body; the edge decodes the raw bytes itself."""
+
+    def declare(data: Any) -> None:  # noqa: ARG001  # pragma: no cover - never resolved
+        raise AssertionError("documentation-only dependency")
+
+    declare.__annotations__ = {"data": JSONBody[schema], "return": None}  # type: ignore[misc,valid-type]
+    return declare
+
+
+async def serve_inference(
+    inference: InferenceHTTP,
+    route: Literal["v2_infer", "v1_predict"],
+    request: Request[Any, Any, Any],
+    model: str,
+    version: str | None,
+) -> Response[bytes]:
+    """Run a Litestar-routed inference request through the same edge function as the lean ASGI path."""
+    request_id = request.scope.get("state", {}).get("request_id", "-")
+    headers = inference_headers(request.scope["headers"])
+    receive = cast(Receive, request.receive)  # Litestar types its events; the edge reads plain ASGI messages
+    reply = await inference.serve(route, model, version, receive, headers, request_id)
+    return Response(content=reply.body, status_code=reply.status, headers=reply.headers, media_type=reply.media_type)

@@ -14,9 +14,8 @@ __all__ = ("metrics",)
 @get("/metrics", summary="Prometheus metrics", tags=["observability"], include_in_schema=True, sync_to_thread=False)
 def metrics(state: State) -> Response[bytes]:
     runtime: Runtime = state.runtime
-    if runtime.pool is not None:
-        for served in runtime.pool.served_versions():
-            runtime.metrics.queue_depth.labels(model=served.record.model_name, version=served.record.version).set(
-                served.batcher.queue_depth
-            )
+    for served in runtime.pool.served_versions():
+        runtime.metrics.queue_depth.labels(model=served.record.model_name, version=served.record.version).set(
+            served.batcher.queue_depth
+        )
     return Response(content=runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)

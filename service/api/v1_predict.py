@@ -1,62 +1,59 @@
 """Simple JSON predict: ``{"inputs": [instance, ...]}`` -> predictions with confidence and timings.
 
-Answered by the lean path in ``service.asgi``; these handlers document the routes and serve them when
-the Litestar app runs without that wrapper.
+A second codec over the same data-plane call as V2 infer. Production requests arrive through the lean ASGI
+path (``service.asgi``); these handlers take the raw body and call the same edge function, and document the
+routes in OpenAPI.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-from litestar import Controller, Request, Response, post
-from litestar.di import Provide
+from litestar import Controller, Request, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath
 
-from service.api.deps import provide_runtime
+from service.api.deps import documented_body, provide_inference, serve_inference
+from service.api.inference_http import InferenceHTTP
 from service.api.responses import errors
-from service.runtime import Runtime
 from service.schemas.v1 import PredictRequest, PredictResponse
 
 __all__ = ("V1Controller",)
+
+_PREDICT_DEPENDENCIES = {"documented_body": Provide(documented_body(PredictRequest), sync_to_thread=False)}
 
 
 class V1Controller(Controller):
     path = "/v1/models"
     tags = ["inference (simple)"]
-    dependencies = {"rt": Provide(provide_runtime, sync_to_thread=False)}
+    dependencies = {"inference": Provide(provide_inference, sync_to_thread=False)}
 
     @post(
         "/{model_name:str}/predict",
         summary="Predict (routed by split / production alias)",
         status_code=200,
         responses=errors(400, 404, 413, 415, 500, 503),
+        request_max_body_size=None,
+        dependencies=_PREDICT_DEPENDENCIES,
     )
     async def predict(
-        self, request: Request[Any, Any, Any], rt: Runtime, model_name: str, data: PredictRequest
+        self, request: Request[Any, Any, Any], inference: NamedDependency[InferenceHTTP], model_name: FromPath[str]
     ) -> PredictResponse:
-        return await self._predict(request, rt, model_name, None, data)  # type: ignore[return-value]
+        return await serve_inference(inference, "v1_predict", request, model_name, None)  # type: ignore[return-value]
 
     @post(
         "/{model_name:str}/versions/{version:str}/predict",
         summary="Predict on one version",
         status_code=200,
         responses=errors(400, 404, 413, 415, 500, 503),
+        request_max_body_size=None,
+        dependencies=_PREDICT_DEPENDENCIES,
     )
     async def predict_version(
-        self, request: Request[Any, Any, Any], rt: Runtime, model_name: str, version: str, data: PredictRequest
+        self,
+        request: Request[Any, Any, Any],
+        inference: NamedDependency[InferenceHTTP],
+        model_name: FromPath[str],
+        version: FromPath[str],
     ) -> PredictResponse:
-        return await self._predict(request, rt, model_name, version, data)  # type: ignore[return-value]
-
-    @staticmethod
-    async def _predict(
-        request: Request[Any, Any, Any], rt: Runtime, model: str, version: str | None, data: PredictRequest
-    ) -> Response[bytes]:
-        from service.api.inference_http import InferenceHTTP
-
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        reply = await InferenceHTTP(rt).v1_predict(
-            model, version, msgspec.json.encode(data), headers, request.scope.get("state", {}).get("request_id", "-")
-        )
-        return Response(
-            content=reply.body, status_code=reply.status, headers=reply.headers, media_type=reply.media_type
-        )
+        return await serve_inference(inference, "v1_predict", request, model_name, version)  # type: ignore[return-value]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+
 import click
 
 __all__ = ("cli", "main")
@@ -11,6 +14,12 @@ __all__ = ("cli", "main")
 @click.version_option(package_name="modelport")
 def cli() -> None:
     """modelport: a versioned model registry and inference server."""
+    # verbs are quiet: their result on stdout (one JSON document with --json), a failure as one line on stderr;
+    # MODELPORT_LOG_LEVEL (e.g. INFO) adds the logs, on stderr. ``serve`` configures the server's own logging.
+    from service.observability.logging import configure_logging
+
+    level = os.environ.get("MODELPORT_LOG_LEVEL", "CRITICAL").upper()
+    configure_logging(level if level in logging.getLevelNamesMapping() else "CRITICAL", "console")
 
 
 _VERB_MODULES = ("service.cli.serve_cmd", "service.cli.registry_cmds", "service.cli.plugin_cmds")

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -31,6 +31,9 @@ from registry_db.store import ArtifactStore
 from service.cli._app import cli
 from service.errors import ModelportError
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.management.operations import RoutingOperations
 
 __all__ = ()
 
@@ -121,6 +124,17 @@ def _run(work: Callable[[Any], Awaitable[T]], *, with_plugins: bool = False) -> 
         _fail(f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # noqa: BLE001 - the contract is one clear line, never a traceback
         _fail(f"unexpected error: {type(exc).__name__}: {exc}")
+
+
+def _routing_change(change: Callable[[RoutingOperations], Awaitable[T]]) -> T:
+    """Run ``change`` through the routing operations the admin API runs: a target must load to be routed."""
+    from service.management.operations import RoutingOperations, checked_by_loading
+
+    async def work(services: Any) -> T:
+        async with checked_by_loading(services) as ensure_loads:
+            return await change(RoutingOperations(services.registry, ensure_loads=ensure_loads))
+
+    return _run(work, with_plugins=True)
 
 
 def _default(value: Any) -> Any:
@@ -351,7 +365,7 @@ def show(name: str, version: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def promote(name: str, version: str, alias: str, as_json: bool) -> None:
     """Point ALIAS (default production) of model NAME at VERSION; also how to roll back."""
-    record = _run(lambda s: s.registry.set_alias(name, alias, version, actor=_actor()))
+    record = _routing_change(lambda ops: ops.promote(name, alias, version, actor=_actor()))
     if as_json:
         _emit_json(record)
     else:
@@ -368,7 +382,7 @@ def split(name: str, weights: tuple[str, ...], clear: bool, as_json: bool) -> No
     if clear:
         if weights:
             raise click.UsageError("--clear takes no VERSION=WEIGHT arguments")
-        _run(lambda s: s.registry.clear_traffic(name, actor=_actor()))
+        _routing_change(lambda ops: ops.clear_traffic(name, actor=_actor()))
         if as_json:
             _emit_json({"model_name": name, "splits": []})
         else:
@@ -385,7 +399,7 @@ def split(name: str, weights: tuple[str, ...], clear: bool, as_json: bool) -> No
             raise click.UsageError(f"expected VERSION=WEIGHT with an integer weight, got {item!r}") from None
     if not pairs:
         raise click.UsageError("give VERSION=WEIGHT pairs, or --clear")
-    record = _run(lambda s: s.registry.set_traffic(name, pairs, actor=_actor()))
+    record = _routing_change(lambda ops: ops.set_traffic(name, pairs, actor=_actor()))
     if as_json:
         _emit_json(record)
     else:
@@ -398,7 +412,7 @@ def split(name: str, weights: tuple[str, ...], clear: bool, as_json: bool) -> No
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def archive(name: str, version: str, as_json: bool) -> None:
     """Archive a version: no longer routable (refused while an alias or split uses it)."""
-    record = _run(lambda s: s.registry.archive_version(name, version, actor=_actor()))
+    record = _routing_change(lambda ops: ops.archive(name, version, actor=_actor()))
     if as_json:
         _emit_json(record)
     else:

@@ -105,6 +105,9 @@ def serve(host: str | None, port: int | None, workers: int | None, server: str |
     from service.security.exposure import ExposureError, check_exposure
 
     settings = _apply_overrides(host=host, port=port, workers=workers, server=server)
+    from service.observability.logging import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)  # the server's logs, from the first line
     try:
         check_exposure(settings)
     except ExposureError as exc:

@@ -8,7 +8,6 @@ from service.codecs.v2 import (
     DecodedInferRequest,
     DecodedTensor,
     OutputRequest,
-    check_requested_outputs,
     decode_infer_request,
     encode_infer_response,
 )
@@ -17,7 +16,6 @@ __all__ = (
     "DecodedInferRequest",
     "DecodedTensor",
     "OutputRequest",
-    "check_requested_outputs",
     "decode_infer_request",
     "decode_predict_request",
     "encode_infer_response",

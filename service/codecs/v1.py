@@ -10,8 +10,7 @@ JSON object per instance, keyed by input name.
 from __future__ import annotations
 
 import functools
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -19,7 +18,7 @@ import numpy as np
 
 from service.codecs.v2 import DecodedTensor
 from service.errors import InvalidInput
-from service.inference.processing import Postprocessor, compile_postprocessor
+from service.inference.processing import Postprocessed
 from service.plugins.contract import TensorSpec
 from service.schemas.v1 import PredictResponse
 
@@ -27,7 +26,6 @@ __all__ = ("decode_predict_request", "encode_predict_response")
 
 _ELEMENT: dict[str, Any] = {"f": float, "i": int, "u": int, "b": bool, "O": str}
 _encoder = msgspec.json.Encoder()
-_RAW = compile_postprocessor(None)
 
 
 @functools.lru_cache(maxsize=256)
@@ -121,32 +119,19 @@ def encode_predict_response(
     *,
     model_name: str,
     model_version: str,
-    outputs: Mapping[str, np.ndarray],
-    output_specs: Sequence[TensorSpec],
-    postprocess: Postprocessor | None,
+    postprocessed: Postprocessed,
     preprocessing_ms: float,
     inference_ms: float,
-    postprocessing_started: float,
-) -> tuple[bytes, list[str] | None]:
-    """Postprocess one request's outputs and encode the predict response.
-
-    Args:
-        outputs: the engine's outputs for this request, each ``(instances, *dims)``.
-        postprocess: the version's compiled postprocessor (None: raw output rows).
-        postprocessing_started: ``time.perf_counter()`` when postprocessing began (the caller's clock).
-
-    Returns:
-        the JSON body, and the predicted labels as strings (for the per-version prediction distribution;
-        None when the version does not classify).
-    """
-    result = (postprocess or _RAW)(outputs, output_specs)
+    postprocessing_ms: float,
+) -> bytes:
+    """Encode the predict response from one request's postprocessed rows and the data plane's timings."""
     response = PredictResponse(
         model_name=model_name,
         model_version=model_version,
-        predictions=result.predictions,
-        confidence_scores=result.confidence_scores,
+        predictions=postprocessed.predictions,
+        confidence_scores=postprocessed.confidence_scores,
         inference_time_ms=round(inference_ms, 3),
         preprocessing_time_ms=round(preprocessing_ms, 3),
-        postprocessing_time_ms=round((time.perf_counter() - postprocessing_started) * 1000.0, 3),
+        postprocessing_time_ms=round(postprocessing_ms, 3),
     )
-    return _encoder.encode(response), result.labels
+    return _encoder.encode(response)

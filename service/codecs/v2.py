@@ -59,7 +59,6 @@ __all__ = (
     "DecodedInferRequest",
     "DecodedTensor",
     "OutputRequest",
-    "check_requested_outputs",
     "decode_binary_tensor",
     "decode_infer_request",
     "decompress_body",
@@ -223,29 +222,18 @@ def _inflate(data: bytes | memoryview, wbits: int, max_bytes: int, name: str, *,
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def decode_infer_request(
-    body: bytes | memoryview,
-    *,
-    header_length: int | None,
-    content_encoding: str | None,
-    max_bytes: int,
-) -> DecodedInferRequest:
+def decode_infer_request(body: bytes | memoryview, *, header_length: int | None) -> DecodedInferRequest:
     """Decode an infer body (JSON, or JSON header + binary tensors) into numpy arrays.
 
     Args:
-        body: the raw request body, whatever its Content-Type.
-        header_length: ``Inference-Header-Content-Length`` (length of the JSON part of the *decoded* body), or
+        body: the request body, whatever its Content-Type, with any ``Content-Encoding`` already undone and
+            within the body cap (``service.api.http_body.plain_body``).
+        header_length: ``Inference-Header-Content-Length`` (length of the JSON part of the decoded body), or
             None when the header is absent (then the body must be plain JSON).
-        content_encoding: the ``Content-Encoding`` header, if any (gzip/deflate are undone first).
-        max_bytes: cap on the (decompressed) body.
 
     Returns:
         the request with one ``DecodedTensor`` per input, each array shaped like its declared ``shape``.
     """
-    if content_encoding:
-        body = decompress_body(body, content_encoding, max_bytes=max_bytes)
-    elif len(body) > max_bytes:
-        raise PayloadTooLarge(f"request body of {len(body)} bytes exceeds the limit of {max_bytes} bytes")
     total = len(body)
     if header_length is None:
         json_part: bytes | memoryview = body
@@ -509,16 +497,6 @@ def _decode_bytes(body: bytes | memoryview, offset: int, size: int, count: int, 
 # -- response ---------------------------------------------------------------------------------------------
 
 
-def check_requested_outputs(requested: Sequence[OutputRequest] | None, output_specs: Sequence[TensorSpec]) -> None:
-    """Refuse requested outputs the model does not have; call before inference to fail fast."""
-    if not requested:
-        return
-    known = {spec.name for spec in output_specs}
-    for entry in requested:
-        if entry.name not in known:
-            raise InvalidInput(f"unknown output '{entry.name}' requested: the model's outputs are {sorted(known)}")
-
-
 def encode_infer_response(
     *,
     model_name: str,
@@ -540,13 +518,8 @@ def encode_infer_response(
     Returns:
         the body, and the length of its JSON header when any output is binary (None: plain JSON).
     """
-    if requested_outputs:
-        selection: list[tuple[str, bool | None, int]] = []
-        for entry in requested_outputs:
-            if entry.name not in outputs:
-                known = [spec.name for spec in output_specs] or sorted(outputs)
-                raise InvalidInput(f"unknown output '{entry.name}' requested: the model's outputs are {known}")
-            selection.append((entry.name, entry.binary_data, entry.classification))
+    if requested_outputs:  # the data plane refused unknown names before inference
+        selection = [(entry.name, entry.binary_data, entry.classification) for entry in requested_outputs]
     else:
         names = [spec.name for spec in output_specs if spec.name in outputs]
         if len(names) != len(outputs):

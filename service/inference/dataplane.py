@@ -1,76 +1,291 @@
-"""The transport-agnostic data plane (MLServer's DataPlane): resolve -> validate -> preprocess -> batch.
+"""The data plane: the one pipeline behind every protocol edge (the shape of MLServer's ``DataPlane``).
 
-Both the V2 and V1 HTTP adapters call this; nothing here knows about HTTP.
+Edges (HTTP V2, HTTP V1 predict, later gRPC) only decode their wire format into an :class:`InferCall`, call
+:meth:`DataPlane.infer`, and encode the :class:`InferResult` or map the error. Everything in between lives
+here, in this order:
+
+    resolve (the one routing rule) -> select outputs -> validate -> preprocess -> queue + batch ->
+    postprocess -> observe
+
+Observation is a hook: every call, served or refused, reaches each :class:`InferenceObserver` exactly once
+(metrics, per-version stats and failure logs today; shadow traffic and feedback attach there). Metadata and
+readiness are answered here too, through the same rule, so that ``GET /v2/models/m``, ``.../ready`` and
+``infer`` name the same version for the same routing key. Nothing here knows about HTTP.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from service.errors import EngineUnavailable
+from registry_db.records import VersionRecord
+from service import __version__
+from service.codecs.v2 import DecodedTensor, OutputRequest
+from service.errors import EngineUnavailable, InvalidInput, status_of
 from service.inference.engine_pool import EnginePool, ServedVersion
+from service.inference.processing import Postprocessed
+from service.inference.routing import targets
 from service.inference.routing_state import RoutingState
-from service.observability.metrics import Metrics
-from service.observability.stats import StatsBook
+from service.plugins import PluginRegistry, TensorSpec, UnknownPlugin
 
-__all__ = ("DataPlane", "InferenceResult")
+__all__ = (
+    "EXTENSIONS",
+    "DataPlane",
+    "InferCall",
+    "InferResult",
+    "InferenceEvent",
+    "InferenceObserver",
+    "InputBinder",
+    "ModelDescription",
+)
+
+EXTENSIONS = ("binary_tensor_data", "model_repository_metadata")
+"""Protocol extensions this server implements (``GET /v2``)."""
+
+_T = TypeVar("_T")
+
+InputBinder = Callable[[tuple[TensorSpec, ...]], Sequence[DecodedTensor]]
+"""Decodes inputs that need the served version's signature first (V1 instances carry no names)."""
 
 
 @dataclass(slots=True)
-class InferenceResult:
-    """Outputs ``(batch, *dims)`` per name, plus timings in milliseconds."""
+class InferCall:
+    """One inference call as an edge hands it over; the data plane fills in ``served_version``."""
 
+    model: str
+    version: str | None
+    """An explicit version, or None for the routing rule."""
+    protocol: str
+    """Which edge and route (``v2_infer``, ``v1_predict``); the metrics ``route`` label."""
+    request_id: str
+    inputs: Sequence[DecodedTensor] | InputBinder
+    routing_key: str | None = None
+    requested_outputs: Sequence[OutputRequest] | None = None
+    """The outputs asked for, in the order to return them (None: all, in signature order)."""
+    timeout_s: float | None = None
+    """Longest wait in the queue (None: no bound)."""
+    postprocess: bool = False
+    """Run the version's postprocessor (the predict route's predictions and confidence scores)."""
+    served_version: str | None = None
+    """The version routing resolved, once it did (edges echo it, on errors too)."""
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(slots=True)
+class InferResult:
+    """What a call produced, protocol-neutral."""
+
+    model: str
+    version: str
     outputs: dict[str, np.ndarray]
+    """The selected outputs, each ``(batch, *dims)``."""
+    output_specs: tuple[TensorSpec, ...]
+    postprocessed: Postprocessed | None
     preprocessing_ms: float
     inference_ms: float
+    postprocessing_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceEvent:
+    """One finished call, as observers see it (inputs are there for shadows; never log them)."""
+
+    call: InferCall
+    result: InferResult | None
+    error: BaseException | None
+    status: int
+    """The outcome as an HTTP status number (200 served; else the error's class status)."""
+    duration_s: float
+
+
+class InferenceObserver(Protocol):
+    """Sees every call once, after it finished; must be cheap and must not raise."""
+
+    def observe(self, event: InferenceEvent) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDescription:
+    """What metadata says about a model version (the V2 metadata response, protocol-neutral)."""
+
+    name: str
+    version: str
+    """The version described: explicit, or the one the routing rule names."""
+    versions: tuple[str, ...]
+    platform: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+
+def _specs(record: VersionRecord, key: str) -> tuple[TensorSpec, ...]:
+    return tuple(TensorSpec(t["name"], t["datatype"], tuple(t["shape"])) for t in record.signature.get(key, []))
+
+
+def _select(outputs: dict[str, np.ndarray], requested: Sequence[OutputRequest] | None) -> dict[str, np.ndarray]:
+    """The outputs to answer with: the requested ones, else all (encoders order them by the signature)."""
+    if requested:
+        return {entry.name: outputs[entry.name] for entry in requested}
+    return outputs
 
 
 class DataPlane:
-    """Shared by every transport; one per worker."""
+    """One per worker process; shared by every protocol edge."""
 
-    def __init__(self, *, routing: RoutingState, pool: EnginePool, metrics: Metrics, stats: StatsBook) -> None:
-        self.routing = routing
-        self.pool = pool
-        self.metrics = metrics
-        self.stats = stats
+    def __init__(
+        self,
+        *,
+        routing: RoutingState,
+        pool: EnginePool,
+        plugins: PluginRegistry,
+        observers: Sequence[InferenceObserver] = (),
+    ) -> None:
+        self._routing = routing
+        self._pool = pool
+        self._plugins = plugins
+        self._observers = tuple(observers)
         self.ready = False
         """False until start-up loaded the routed engines, and again once draining begins."""
+        self.inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
-    async def resolve(self, model: str, version: str | None, routing_key: str | None = None) -> ServedVersion:
-        """The loaded version that serves this call (loading it on first use)."""
-        record = await self.routing.resolve(model, version, routing_key)
-        served = self.pool.get_loaded(record.model_name, record.version)
-        if served is None or served.record.sha256 != record.sha256:
-            served = await self.pool.acquire(record)
-        return served
+    # -- inference ----------------------------------------------------------------------------------
+    async def infer(self, call: InferCall, encode: Callable[[InferResult], _T]) -> _T:
+        """Run the whole pipeline for one call and ``encode`` its result for the edge's wire.
 
-    async def infer(self, served: ServedVersion, tensors: Any, *, timeout_s: float | None = None) -> InferenceResult:
-        """Validate ``tensors`` against the version's signature, preprocess and run through its batcher."""
+        Raises the domain error that refused the call. Observers see the call after ``encode`` ran, so a
+        result that could not be encoded counts as the failure the client saw.
+        """
+        self.inflight += 1
+        self._idle.clear()
+        result: InferResult | None = None
+        error: BaseException | None = None
+        try:
+            result = await self._infer(call)
+            return encode(result)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self.inflight -= 1
+            if not self.inflight:
+                self._idle.set()
+            self._observe(call, result, error)
+
+    async def _infer(self, call: InferCall) -> InferResult:
+        served = await self._resolve(call.model, call.version, call.routing_key)
+        call.served_version = served.record.version
+        requested = call.requested_outputs
+        if requested:
+            known = {spec.name for spec in served.outputs}
+            for entry in requested:
+                if entry.name not in known:
+                    raise InvalidInput(
+                        f"unknown output '{entry.name}' requested: the model's outputs are {sorted(known)}"
+                    )
         started = time.perf_counter()
+        tensors = call.inputs(served.inputs) if callable(call.inputs) else call.inputs
         inputs = served.validator.validate(tensors)
         if served.preprocess is not None:
             inputs = served.preprocess(inputs)
         queued = time.perf_counter()
-        outputs = await served.batcher.submit(inputs, timeout_s=timeout_s)
+        outputs = await served.batcher.submit(inputs, timeout_s=call.timeout_s)
         done = time.perf_counter()
-        return InferenceResult(outputs, (queued - started) * 1000.0, (done - queued) * 1000.0)
+        selected = _select(outputs, requested)
+        postprocessed = served.postprocess(selected, served.outputs) if call.postprocess else None
+        return InferResult(
+            model=call.model,
+            version=served.record.version,
+            outputs=selected,
+            output_specs=served.outputs,
+            postprocessed=postprocessed,
+            preprocessing_ms=(queued - started) * 1000.0,
+            inference_ms=(done - queued) * 1000.0,
+            postprocessing_ms=(time.perf_counter() - done) * 1000.0 if call.postprocess else 0.0,
+        )
 
-    def model_ready(self, model: str, version: str | None) -> bool:
-        """Whether calls to this model (or version) would be served by a loaded engine right now."""
-        routing = self.routing.model_versions(model)
-        if routing is None:
+    def reject(self, call: InferCall, error: BaseException) -> None:
+        """Account a call its edge refused before it reached :meth:`infer` (an undecodable body)."""
+        self._observe(call, None, error)
+
+    def _observe(self, call: InferCall, result: InferResult | None, error: BaseException | None) -> None:
+        event = InferenceEvent(
+            call=call,
+            result=result,
+            error=error,
+            status=200 if error is None else status_of(error),
+            duration_s=time.perf_counter() - call.started,
+        )
+        for observer in self._observers:
+            observer.observe(event)
+
+    async def _resolve(self, model: str, version: str | None, routing_key: str | None) -> ServedVersion:
+        record = await self._routing.resolve(model, version, routing_key)
+        served = self._pool.get_loaded(record.model_name, record.version)
+        if served is None or served.record.sha256 != record.sha256:
+            served = await self._pool.acquire(record)
+        return served
+
+    # -- metadata and health --------------------------------------------------------------------------
+    @staticmethod
+    def live() -> bool:
+        return True
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": "modelport", "version": __version__, "extensions": list(EXTENSIONS)}
+
+    def server_ready(self) -> dict[str, Any]:
+        """Readiness detail, or EngineUnavailable while starting up or draining."""
+        if not self.ready:
+            raise EngineUnavailable("not ready: starting up or draining", retry_after_s=1)
+        return {"ready": True, "held_back": self._routing.held_back, "generation": self._routing.snapshot.generation}
+
+    async def model_metadata(self, model: str, version: str | None, routing_key: str | None) -> ModelDescription:
+        """The version the routing rule names for this key (or the explicit one), described."""
+        record = await self._routing.resolve(model, version, routing_key, describe=True)
+        routing = self._routing.model_routing(model)
+        served = self._pool.get_loaded(model, record.version)
+        return ModelDescription(
+            name=model,
+            version=record.version,
+            versions=routing.active_versions if routing is not None else (record.version,),
+            platform=served.engine.platform if served is not None else self._platform(record.backend),
+            inputs=_specs(record, "inputs"),
+            outputs=_specs(record, "outputs"),
+        )
+
+    def _platform(self, backend: str) -> str:
+        try:
+            return str(getattr(self._plugins.backend(backend), "platform", backend))
+        except UnknownPlugin:
+            return backend
+
+    async def model_ready(self, model: str, version: str | None, routing_key: str | None) -> str:
+        """The version that would serve this call, if its engine is loaded; else EngineUnavailable saying why.
+
+        Without a version or key every arm an unversioned call may land on must be loaded.
+        """
+        record = await self._routing.resolve(model, version, routing_key, describe=True)
+        needed: tuple[str, ...] = (record.version,)
+        routing = self._routing.model_routing(model)
+        if version is None and routing_key is None and routing is not None:
+            needed = targets(routing) or needed
+        for candidate in needed:
+            if not self._pool.is_loaded(model, candidate):
+                reason = self._pool.failure(model, candidate) or "not loaded yet"
+                raise EngineUnavailable(f"model '{model}' version '{candidate}' is not ready: {reason}")
+        return record.version
+
+    # -- drain ----------------------------------------------------------------------------------------
+    async def drained(self, timeout_s: float) -> bool:
+        """Wait until no call is in flight (at most ``timeout_s``); whether it got there."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=timeout_s)
+        except TimeoutError:
             return False
-        if version is None:
-            targets = {e.version for e in routing.splits} or (
-                {routing.aliases["production"]} if "production" in routing.aliases else set()
-            )
-            return bool(targets) and all(self.pool.is_loaded(model, v) for v in targets)
-        return self.pool.is_loaded(model, version)
-
-    def explain_unready(self, model: str, version: str) -> EngineUnavailable:
-        reason = self.pool.failure(model, version) or "not loaded yet"
-        return EngineUnavailable(f"model '{model}' version '{version}' is not ready: {reason}")
+        return True

@@ -21,7 +21,7 @@ from registry_db.errors import NotFound as RegistryNotFound
 from registry_db.records import ModelRouting, RoutingSnapshot, VersionRecord
 from service.errors import EngineUnavailable, NotFound, RegistryUnavailable
 from service.inference.engine_pool import EnginePool
-from service.inference.routing import choose_version
+from service.inference.routing import choose_version, describe_version
 from service.observability.metrics import Metrics
 
 __all__ = ("RoutingState",)
@@ -159,11 +159,15 @@ class RoutingState:
             raise NotFound(f"unknown model '{model}'")
         return routing
 
-    async def resolve(self, model: str, version: str | None, routing_key: str | None) -> VersionRecord:
-        """The version record serving this call; NotFound says why when none does."""
+    async def resolve(
+        self, model: str, version: str | None, routing_key: str | None, *, describe: bool = False
+    ) -> VersionRecord:
+        """The version record serving this call (``describe``: the one metadata and readiness speak for, the
+        same for the same key; see :mod:`service.inference.routing`). NotFound says why when none does."""
         routing = await self._routing(model)
         if version is None:
-            chosen = choose_version(routing, routing_key, model=model)
+            rule = describe_version if describe else choose_version
+            chosen = rule(routing, routing_key, model=model)
             if chosen is None:
                 raise NotFound(
                     f"model '{model}' has no traffic split and no 'production' alias: "
@@ -178,5 +182,6 @@ class RoutingState:
                 raise NotFound(f"model '{model}' has no active version '{version}'")
         return await self._record(model, version)
 
-    def model_versions(self, model: str) -> ModelRouting | None:
+    def model_routing(self, model: str) -> ModelRouting | None:
+        """The model's routing record in the current snapshot (None: unknown to this worker right now)."""
         return self._snapshot.models.get(model)

@@ -1,72 +1,101 @@
-"""Routing changes that must not break serving: promote, split, archive.
+"""Routing changes that must not break serving: promote, remove an alias, split, clear a split, archive.
 
-A promotion or split first loads and warms the target versions in this worker; if one cannot load, the
-registry is left as it was and the caller gets the reason. After a change this worker refreshes its
-routing at once; other workers and replicas follow within ``registry_poll_interval_s``.
+Shared by the admin API and the CLI, so both refuse the same things: a promotion or split first proves that
+every target version loads (the server's check loads and warms it in this worker; the CLI's loads it once
+and closes it), and if one cannot, the registry is left as it was and the caller gets the reason. After a
+change the server refreshes its routing at once; other workers and replicas follow within
+``registry_poll_interval_s``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
-from registry_db.records import AliasRecord, Principal, TrafficRecord, VersionRecord
-from registry_db.validation import validate_alias
+from registry_db.records import AliasRecord, TrafficRecord, VersionRecord
+from registry_db.repository import Registry
+from registry_db.validation import validate_alias, validate_splits
 from service.errors import ArtifactRejected, EngineUnavailable
-from service.runtime import Runtime
+from service.inference.engine_pool import EnginePool
+from service.observability.metrics import Metrics
 
-__all__ = ("archive", "clear_traffic", "promote", "remove_alias", "set_traffic")
+if TYPE_CHECKING:
+    from service.context import Services
 
+__all__ = ("LoadCheck", "RoutingOperations", "checked_by_loading")
 
-async def _ensure_servable(rt: Runtime, model: str, versions: Sequence[str]) -> None:
-    assert rt.services is not None and rt.pool is not None
-    for version in versions:
-        record = await rt.services.registry.get_version(model, version)
-        if record.status != "active":
-            continue  # the registry refuses it with a clear message
-        try:
-            await rt.pool.acquire(record, retry_failed=True)
-        except EngineUnavailable as exc:
-            raise ArtifactRejected(f"not changed: {exc.message}") from None
+LoadCheck = Callable[[VersionRecord], Awaitable[object]]
+"""Proves a version can serve (loads it); raises EngineUnavailable saying why not."""
 
 
-async def _refresh(rt: Runtime) -> None:
-    if rt.routing is not None:
-        await rt.routing.refresh()
+@contextlib.asynccontextmanager
+async def checked_by_loading(services: Services) -> AsyncIterator[LoadCheck]:
+    """The server's load check for a process that serves nothing (the CLI): a private engine pool that loads,
+    verifies and warms each target exactly as a server worker would, closed afterwards."""
+    pool = EnginePool(settings=services.settings, store=services.store, plugins=services.plugins, metrics=Metrics())
+    try:
+        yield functools.partial(pool.acquire, retry_failed=True)
+    finally:
+        await pool.close()
 
 
-async def promote(rt: Runtime, model: str, alias: str, version: str, principal: Principal) -> AliasRecord:
-    validate_alias(alias)
-    await _ensure_servable(rt, model, [version])
-    assert rt.services is not None
-    record = await rt.services.registry.set_alias(model, alias, version, actor=principal.name)
-    await _refresh(rt)
-    return record
+async def _nothing() -> None:
+    return None
 
 
-async def remove_alias(rt: Runtime, model: str, alias: str, principal: Principal) -> None:
-    assert rt.services is not None
-    await rt.services.registry.delete_alias(model, alias, actor=principal.name)
-    await _refresh(rt)
+class RoutingOperations:
+    """The routing verbs over the registry, each audited as ``actor``."""
 
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        ensure_loads: LoadCheck,
+        after_change: Callable[[], Awaitable[object]] = _nothing,
+    ) -> None:
+        self._registry = registry
+        self._ensure_loads = ensure_loads
+        self._after_change = after_change
 
-async def set_traffic(
-    rt: Runtime, model: str, splits: Sequence[tuple[str, int]], principal: Principal
-) -> TrafficRecord:
-    await _ensure_servable(rt, model, [version for version, _ in splits])
-    assert rt.services is not None
-    record = await rt.services.registry.set_traffic(model, splits, actor=principal.name)
-    await _refresh(rt)
-    return record
+    async def _ensure_servable(self, model: str, versions: Sequence[str]) -> None:
+        for version in versions:
+            record = await self._registry.get_version(model, version)
+            if record.status != "active":
+                continue  # the registry refuses it with a clear message
+            try:
+                await self._ensure_loads(record)
+            except EngineUnavailable as exc:
+                raise ArtifactRejected(f"not changed: {exc.message}") from None
 
+    async def promote(self, model: str, alias: str, version: str, *, actor: str) -> AliasRecord:
+        validate_alias(alias)
+        await self._ensure_servable(model, [version])
+        record = await self._registry.set_alias(model, alias, version, actor=actor)
+        await self._after_change()
+        return record
 
-async def clear_traffic(rt: Runtime, model: str, principal: Principal) -> None:
-    assert rt.services is not None
-    await rt.services.registry.clear_traffic(model, actor=principal.name)
-    await _refresh(rt)
+    async def remove_alias(self, model: str, alias: str, *, actor: str) -> None:
+        await self._registry.delete_alias(model, alias, actor=actor)
+        await self._after_change()
 
+    async def set_traffic(self, model: str, splits: Sequence[tuple[str, int]], *, actor: str) -> TrafficRecord:
+        validate_splits(splits)  # a malformed split is refused as such, before anything loads
+        await self._ensure_servable(model, [version for version, _ in splits])
+        record = await self._registry.set_traffic(model, splits, actor=actor)
+        await self._after_change()
+        return record
 
-async def archive(rt: Runtime, model: str, version: str, principal: Principal) -> VersionRecord:
-    assert rt.services is not None
-    record = await rt.services.registry.archive_version(model, version, actor=principal.name)
-    await _refresh(rt)
-    return record
+    async def clear_traffic(self, model: str, *, actor: str) -> None:
+        await self._registry.clear_traffic(model, actor=actor)
+        await self._after_change()
+
+    async def registered(self) -> None:
+        """A version was registered: let routing know about it now (it routes nothing until promoted)."""
+        await self._after_change()
+
+    async def archive(self, model: str, version: str, *, actor: str) -> VersionRecord:
+        record = await self._registry.archive_version(model, version, actor=actor)
+        await self._after_change()
+        return record

@@ -136,6 +136,8 @@ _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 class UnsafePickle(ArtifactRejected):
     """The pickle references something other than tensors and plain containers."""
 
+    status = 422
+
 
 class _Mark:
     """The MARK opcode's sentinel on the symbolic stack."""

@@ -77,8 +77,13 @@ def test_two_replicas_share_registry_and_routing(
                 json={"splits": [{"version": "1", "weight": 50}, {"version": "2", "weight": 50}]},
             )
             assert reply.status_code == 200
-        time.sleep(2.0)
         with rep_a.client() as ca, rep_b.client() as cb:
+            # A applied the split before answering; wait (bounded) until B has applied the same generation
+            generation = ca.get("/v2/health/ready").json()["generation"]
+            deadline = time.monotonic() + 5.0
+            while cb.get("/v2/health/ready").json()["generation"] < generation:
+                assert time.monotonic() < deadline, "B did not apply the split within 5 s"
+                time.sleep(0.02)
             for i in range(200):
                 headers = {"X-Routing-Key": f"customer-{i}"}
                 va = ca.post("/v2/models/m/infer", json=BODY, headers=headers).json()["model_version"]

@@ -1,13 +1,23 @@
-"""Shared dependencies of admin controllers."""
+"""Shared dependencies of admin controllers: the caller's principal and the narrow collaborators they use."""
 
 from __future__ import annotations
 
 from litestar.di import Provide
 
-from service.api.deps import provide_admin, provide_reader, provide_runtime
+from service.api.deps import (
+    provide_admin,
+    provide_operations,
+    provide_reader,
+    provide_registry,
+    provide_services,
+    provide_stats,
+)
 
 ADMIN_DEPENDENCIES = {
-    "rt": Provide(provide_runtime, sync_to_thread=False),
+    "registry": Provide(provide_registry, sync_to_thread=False),
+    "services": Provide(provide_services, sync_to_thread=False),
+    "operations": Provide(provide_operations, sync_to_thread=False),
+    "stats": Provide(provide_stats, sync_to_thread=False),
     "admin": Provide(provide_admin),
     "reader": Provide(provide_reader),
 }

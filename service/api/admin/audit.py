@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from litestar import Controller, get
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
 
 from registry_db.records import Principal
+from registry_db.repository import Registry
 from service.api.admin._base import ADMIN_DEPENDENCIES
 from service.api.responses import errors
-from service.runtime import Runtime
 from service.schemas.admin import AuditOut
 
 __all__ = ("AuditController",)
@@ -22,10 +25,9 @@ class AuditController(Controller):
     @get("", summary="Audit log, newest first", responses=errors(400, 401, 403, 503))
     async def audit(
         self,
-        rt: Runtime,
-        reader: Principal,
-        limit: int = Parameter(default=100, ge=1, le=1000),
-        model: str | None = Parameter(default=None, max_length=64),
+        registry: NamedDependency[Registry],
+        reader: NamedDependency[Principal],
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+        model: Annotated[str | None, QueryParameter(max_length=64)] = None,
     ) -> list[AuditOut]:
-        assert rt.services is not None
-        return [AuditOut.of(a) for a in await rt.services.registry.list_audit(limit=limit, model=model)]
+        return [AuditOut.of(a) for a in await registry.list_audit(limit=limit, model=model)]

@@ -6,12 +6,14 @@ from datetime import datetime
 
 import msgspec
 from litestar import Controller, delete, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 
 from registry_db.records import ApiKeyRecord, Principal
+from registry_db.repository import Registry
 from service.api.admin._base import ADMIN_DEPENDENCIES
 from service.api.responses import errors
 from service.errors import InvalidInput
-from service.runtime import Runtime
 
 __all__ = ("KeysController",)
 
@@ -47,20 +49,21 @@ class KeysController(Controller):
     dependencies = ADMIN_DEPENDENCIES
 
     @post("", summary="Create an API key (returned once)", status_code=201, responses=errors(400, 401, 403, 409, 503))
-    async def create(self, rt: Runtime, admin: Principal, data: CreateKeyBody) -> CreatedKeyOut:
+    async def create(
+        self, registry: NamedDependency[Registry], admin: NamedDependency[Principal], data: JSONBody[CreateKeyBody]
+    ) -> CreatedKeyOut:
         unknown = set(data.scopes) - _SCOPES
         if unknown or not data.scopes:
             raise InvalidInput(f"scopes must be a non-empty subset of {sorted(_SCOPES)}, got {data.scopes}")
-        assert rt.services is not None
-        token, record = await rt.services.registry.create_api_key(data.name, tuple(data.scopes), actor=admin.name)
+        token, record = await registry.create_api_key(data.name, tuple(data.scopes), actor=admin.name)
         return CreatedKeyOut(record.name, list(record.scopes), token)
 
     @get("", summary="List API keys (never the keys themselves)", responses=errors(401, 403, 503))
-    async def list_keys(self, rt: Runtime, admin: Principal) -> list[KeyOut]:
-        assert rt.services is not None
-        return [KeyOut.of(k) for k in await rt.services.registry.list_api_keys()]
+    async def list_keys(self, registry: NamedDependency[Registry], admin: NamedDependency[Principal]) -> list[KeyOut]:
+        return [KeyOut.of(k) for k in await registry.list_api_keys()]
 
     @delete("/{name:str}", summary="Revoke an API key", status_code=204, responses=errors(401, 403, 404, 503))
-    async def revoke(self, rt: Runtime, admin: Principal, name: str) -> None:
-        assert rt.services is not None
-        await rt.services.registry.revoke_api_key(name, actor=admin.name)
+    async def revoke(
+        self, registry: NamedDependency[Registry], admin: NamedDependency[Principal], name: FromPath[str]
+    ) -> None:
+        await registry.revoke_api_key(name, actor=admin.name)

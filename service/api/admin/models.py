@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from litestar import Controller, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 
 from registry_db.records import Principal
+from registry_db.repository import Registry
 from service.api.admin._base import ADMIN_DEPENDENCIES
 from service.api.responses import errors
-from service.runtime import Runtime
 from service.schemas.admin import CreateModelBody, ModelDetailOut, ModelOut, SplitItem, VersionOut
 
 __all__ = ("ModelsController",)
@@ -19,14 +21,16 @@ class ModelsController(Controller):
     dependencies = ADMIN_DEPENDENCIES
 
     @get("", summary="List models", responses=errors(401, 403, 503))
-    async def list_models(self, rt: Runtime, reader: Principal) -> list[ModelOut]:
-        assert rt.services is not None
-        return [ModelOut.of(m) for m in await rt.services.registry.list_models()]
+    async def list_models(
+        self, registry: NamedDependency[Registry], reader: NamedDependency[Principal]
+    ) -> list[ModelOut]:
+        return [ModelOut.of(m) for m in await registry.list_models()]
 
     @post("", summary="Create a model", status_code=201, responses=errors(400, 401, 403, 409, 503))
-    async def create_model(self, rt: Runtime, admin: Principal, data: CreateModelBody) -> ModelOut:
-        assert rt.services is not None
-        record = await rt.services.registry.create_model(data.name, description=data.description, actor=admin.name)
+    async def create_model(
+        self, registry: NamedDependency[Registry], admin: NamedDependency[Principal], data: JSONBody[CreateModelBody]
+    ) -> ModelOut:
+        record = await registry.create_model(data.name, description=data.description, actor=admin.name)
         return ModelOut.of(record)
 
     @get(
@@ -34,9 +38,9 @@ class ModelsController(Controller):
         summary="Describe a model: versions, aliases, traffic",
         responses=errors(401, 403, 404, 503),
     )
-    async def get_model(self, rt: Runtime, reader: Principal, model_name: str) -> ModelDetailOut:
-        assert rt.services is not None
-        registry = rt.services.registry
+    async def get_model(
+        self, registry: NamedDependency[Registry], reader: NamedDependency[Principal], model_name: FromPath[str]
+    ) -> ModelDetailOut:
         model = await registry.get_model(model_name)
         versions = await registry.list_versions(model_name)
         aliases = await registry.list_aliases(model_name)

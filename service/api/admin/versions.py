@@ -4,22 +4,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated
 
 import msgspec
 from litestar import Controller, delete, get, post
 from litestar.datastructures import UploadFile
-from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.di import NamedDependency
+from litestar.params import FromPath, MultipartBody
 
 from registry_db.records import Principal
+from registry_db.repository import Registry
 from service.api.admin._base import ADMIN_DEPENDENCIES
 from service.api.responses import errors
+from service.context import Services
 from service.errors import InvalidInput
-from service.management import operations
 from service.management.manifest import VersionManifest
+from service.management.operations import RoutingOperations
 from service.management.registration import register_version
-from service.runtime import Runtime
 from service.schemas.admin import VersionOut
 
 __all__ = ("VersionsController", "UploadForm")
@@ -64,36 +64,41 @@ class VersionsController(Controller):
     )
     async def upload(
         self,
-        rt: Runtime,
-        admin: Principal,
-        model_name: str,
-        data: Annotated[UploadForm, Body(media_type=RequestEncodingType.MULTI_PART)],
+        services: NamedDependency[Services],
+        operations: NamedDependency[RoutingOperations],
+        admin: NamedDependency[Principal],
+        model_name: FromPath[str],
+        data: MultipartBody[UploadForm],
     ) -> VersionOut:
-        assert rt.services is not None
         try:
             manifest = _parse_manifest(data.manifest)
             record = await register_version(
-                rt.services, model_name, artifact=_chunks(data.artifact), manifest=manifest, principal=admin
+                services, model_name, artifact=_chunks(data.artifact), manifest=manifest, principal=admin
             )
         finally:
             await data.artifact.close()
-        if rt.routing is not None:
-            await rt.routing.refresh()
+        await operations.registered()
         return VersionOut.of(record)
 
     @get("", summary="List versions", responses=errors(401, 403, 404, 503))
-    async def list_versions(self, rt: Runtime, reader: Principal, model_name: str) -> list[VersionOut]:
-        assert rt.services is not None
-        return [VersionOut.of(v) for v in await rt.services.registry.list_versions(model_name)]
+    async def list_versions(
+        self, registry: NamedDependency[Registry], reader: NamedDependency[Principal], model_name: FromPath[str]
+    ) -> list[VersionOut]:
+        return [VersionOut.of(v) for v in await registry.list_versions(model_name)]
 
     @get(
         "/{version:str}",
         summary="Show a version: sha256, size, created_at, signature, card",
         responses=errors(401, 403, 404, 503),
     )
-    async def show(self, rt: Runtime, reader: Principal, model_name: str, version: str) -> VersionOut:
-        assert rt.services is not None
-        return VersionOut.of(await rt.services.registry.get_version(model_name, version))
+    async def show(
+        self,
+        registry: NamedDependency[Registry],
+        reader: NamedDependency[Principal],
+        model_name: FromPath[str],
+        version: FromPath[str],
+    ) -> VersionOut:
+        return VersionOut.of(await registry.get_version(model_name, version))
 
     @delete(
         "/{version:str}",
@@ -101,5 +106,11 @@ class VersionsController(Controller):
         status_code=200,
         responses=errors(401, 403, 404, 409, 503),
     )
-    async def archive(self, rt: Runtime, admin: Principal, model_name: str, version: str) -> VersionOut:
-        return VersionOut.of(await operations.archive(rt, model_name, version, admin))
+    async def archive(
+        self,
+        operations: NamedDependency[RoutingOperations],
+        admin: NamedDependency[Principal],
+        model_name: FromPath[str],
+        version: FromPath[str],
+    ) -> VersionOut:
+        return VersionOut.of(await operations.archive(model_name, version, actor=admin.name))

@@ -26,6 +26,7 @@ from registry_db.store import ArtifactStore
 from service.cli._app import cli
 from service.context import open_artifact_store
 from service.settings import Settings
+from tests.helpers.onnx_models import make_mlp_onnx
 from tests.helpers.s3 import S3Server
 
 ACTOR = f"cli:{getpass.getuser()}"
@@ -94,6 +95,13 @@ class Env:
         )
         return record
 
+    def seed_servable(self, model: str, seed: int, tmp_path: Path) -> VersionRecord:
+        """A version that really loads (an ONNX MLP), for the verbs that refuse unloadable targets."""
+        path = tmp_path / f"{model}-{seed}.onnx"
+        make_mlp_onnx(path, in_dim=4, hidden=8, out=3, seed=seed, input_name="x", output_name="y")
+        record = self.seed(model, path.read_bytes())
+        return record
+
 
 @pytest.fixture
 def env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
@@ -134,10 +142,9 @@ def test_list_and_show(env: Env) -> None:
     assert record["signature"]["inputs"][0]["shape"] == [-1, 4] and record["created_by"] == "seed"
 
 
-def test_promote_split_archive_with_audit(env: Env) -> None:
-    env.seed("m", b"one")
-    env.seed("m", b"two")
-    env.seed("m", b"three")
+def test_promote_split_archive_with_audit(env: Env, tmp_path: Path) -> None:
+    for seed in range(3):
+        env.seed_servable("m", seed, tmp_path)
     assert env.ok("promote", "m", "2").stdout.strip() == "m/production -> 2"
     assert env.ok("promote", "m", "2", "--alias", "staging").stdout.strip() == "m/staging -> 2"
     assert env.ok("split", "m", "1=90", "2=10").stdout.strip() == "m: 1=90, 2=10"
@@ -179,12 +186,23 @@ def test_promote_split_archive_with_audit(env: Env) -> None:
         (["token", "revoke", "nobody"], "no API key named 'nobody'"),
     ],
 )
-def test_refusals_are_one_clear_line_and_write_nothing(env: Env, args: list[str], message: str) -> None:
-    env.seed("m", b"one")
-    env.seed("m", b"two")
+def test_refusals_are_one_clear_line_and_write_nothing(env: Env, args: list[str], message: str, tmp_path: Path) -> None:
+    env.seed_servable("m", 0, tmp_path)
+    env.seed_servable("m", 1, tmp_path)
     before = (env.call("list_audit", limit=1000), env.call("generation"))
     assert message in env.fails(*args)
     assert (env.call("list_audit", limit=1000), env.call("generation")) == before
+
+
+@pytest.mark.parametrize("verb", [["promote", "m", "2"], ["split", "m", "1=50", "2=50"]])
+def test_a_target_that_cannot_load_is_refused_as_the_server_would(env: Env, verb: list[str], tmp_path: Path) -> None:
+    """The CLI runs the server's routing operations: a version whose artifact cannot load is never routed."""
+    env.seed_servable("m", 0, tmp_path)
+    env.seed("m", b"not an onnx model at all")
+    before = (env.call("list_audit", limit=1000), env.call("generation"), env.call("routing_snapshot"))
+    message = env.fails(*verb)
+    assert message.startswith("Error: not changed: model 'm' version '2' failed to load"), message
+    assert (env.call("list_audit", limit=1000), env.call("generation"), env.call("routing_snapshot")) == before
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -76,24 +75,22 @@ def test_multi_input_models_take_objects() -> None:
 def test_encode_classification_response() -> None:
     logits = np.array([[0.0, 2.0, 0.0], [3.0, 0.0, 0.0]], dtype=np.float32)
     post = compile_postprocessor({"type": "classification", "labels": ["a", "b", "c"]})
-    started = time.perf_counter()
-    body, labels = encode_predict_response(
+    rows = post({"logits": logits}, ())
+    body = encode_predict_response(
         model_name="m",
         model_version="2",
-        outputs={"logits": logits},
-        output_specs=(),
-        postprocess=post,
+        postprocessed=rows,
         preprocessing_ms=0.5,
         inference_ms=1.25,
-        postprocessing_started=started,
+        postprocessing_ms=0.0625,
     )
     doc = json.loads(body)
-    assert labels == ["b", "a"]
+    assert rows.labels == ["b", "a"]
     assert doc["model_name"] == "m" and doc["model_version"] == "2" and doc["predictions"] == ["b", "a"]
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(doc["confidence_scores"], probs.max(axis=1), rtol=1e-6)
     assert doc["inference_time_ms"] == 1.25 and doc["preprocessing_time_ms"] == 0.5
-    assert doc["postprocessing_time_ms"] >= 0
+    assert doc["postprocessing_time_ms"] == 0.062
     assert set(doc) == {
         "model_name",
         "model_version",
@@ -106,16 +103,17 @@ def test_encode_classification_response() -> None:
 
 
 def test_encode_raw_response_without_postprocessing() -> None:
-    body, labels = encode_predict_response(
+    rows = compile_postprocessor(None)(
+        {"y": np.array([[1.5], [2.5]], dtype=np.float32)}, (TensorSpec("y", "FP32", (-1, 1)),)
+    )
+    body = encode_predict_response(
         model_name="m",
         model_version="1",
-        outputs={"y": np.array([[1.5], [2.5]], dtype=np.float32)},
-        output_specs=(TensorSpec("y", "FP32", (-1, 1)),),
-        postprocess=None,
+        postprocessed=rows,
         preprocessing_ms=0.0,
         inference_ms=0.0,
-        postprocessing_started=time.perf_counter(),
+        postprocessing_ms=0.0,
     )
     doc = json.loads(body)
-    assert labels is None
+    assert rows.labels is None
     assert doc["predictions"] == [[1.5], [2.5]] and doc["confidence_scores"] is None

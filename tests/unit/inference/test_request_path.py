@@ -34,7 +34,7 @@ async def test_concurrent_tritonclient_requests_through_the_whole_path(binary: b
         out = httpclient.InferRequestedOutput("sum", binary_data=binary)
         body, header_length = _get_inference_request([inp], "r", [out], 0, False, False, 0, None, None)
         body = body if isinstance(body, bytes) else body.encode()
-        request = decode_infer_request(body, header_length=header_length, content_encoding=None, max_bytes=1 << 20)
+        request = decode_infer_request(body, header_length=header_length)
         inputs = preprocess(validator.validate(request.inputs))
         outputs = await batcher.submit(inputs)
         payload, json_length = encode_infer_response(
@@ -66,6 +66,6 @@ def test_bad_shape_from_tritonclient_is_refused_before_the_engine() -> None:
     inp = httpclient.InferInput("input", list(x.shape), "FP32")
     inp.set_data_from_numpy(x)
     body, header_length = _get_inference_request([inp], "", None, 0, False, False, 0, None, None)
-    request = decode_infer_request(body, header_length=header_length, content_encoding=None, max_bytes=1 << 20)
+    request = decode_infer_request(body, header_length=header_length)
     with pytest.raises(InvalidInput, match=r"expected shape \[-1, 784\], got \[1, 783\]"):
         validator.validate(request.inputs)

@@ -1,4 +1,4 @@
-"""choose_version: split (weighted; sticky per key with no shared state), else production, else None."""
+"""The routing rule: split (weighted; sticky per key with no shared state), else production, else None."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from registry_db.records import ModelRouting, SplitEntry
-from service.inference.routing import choose_version, key_fraction, split_fingerprint
+from service.inference.routing import choose_version, describe_version, key_fraction, targets
 
 SPLIT = (SplitEntry("1", 80), SplitEntry("2", 20))
 
@@ -39,16 +39,40 @@ def test_sticky_keys_are_deterministic_and_weighted() -> None:
     assert 0.77 < share < 0.83
 
 
-def test_keys_are_dealt_per_model_and_per_split() -> None:
+def test_keys_are_dealt_per_model() -> None:
     routing = ModelRouting(splits=(SplitEntry("a", 50), SplitEntry("b", 50)))
     keys = [f"k{i}" for i in range(200)]
     one = [choose_version(routing, k, model="one") for k in keys]
     two = [choose_version(routing, k, model="two") for k in keys]
     assert one != two
-    assert split_fingerprint(SPLIT) == split_fingerprint(tuple(reversed(SPLIT)))
-    assert split_fingerprint(SPLIT) != split_fingerprint((SplitEntry("1", 70), SplitEntry("2", 30)))
-    fraction = key_fraction("m", split_fingerprint(SPLIT), "k")
-    assert 0.0 <= fraction < 1.0 and fraction == key_fraction("m", split_fingerprint(SPLIT), "k")
+    fraction = key_fraction("m", "k")
+    assert 0.0 <= fraction < 1.0 and fraction == key_fraction("m", "k")
+
+
+def test_key_placement_is_stable_across_releases() -> None:
+    """Replicas of different releases must deal keys alike during a rolling upgrade: pinned digests."""
+    import hashlib
+
+    expected = int.from_bytes(hashlib.sha256(b"digits::user-7").digest()[:8], "big") / float(1 << 64)
+    assert key_fraction("digits", "user-7") == expected
+
+
+def test_description_agrees_with_the_rule_for_every_key() -> None:
+    routing = ModelRouting(aliases={"production": "9"}, splits=SPLIT)
+    for i in range(500):
+        key = f"user-{i}"
+        assert describe_version(routing, key, model="m") == choose_version(routing, key, model="m")
+    assert describe_version(routing, None, model="m") == "1"  # the heaviest arm, not production
+    tie = ModelRouting(splits=(SplitEntry("b", 50), SplitEntry("a", 50)))
+    assert describe_version(tie, None, model="m") == "a"
+    assert describe_version(ModelRouting(aliases={"production": "3"}), None, model="m") == "3"
+    assert describe_version(ModelRouting(), "k", model="m") is None
+
+
+def test_targets_are_the_arms_else_production() -> None:
+    assert targets(ModelRouting(aliases={"production": "9"}, splits=SPLIT)) == ("1", "2")
+    assert targets(ModelRouting(aliases={"production": "9"}, splits=(SplitEntry("1", 0),))) == ("9",)
+    assert targets(ModelRouting(aliases={"staging": "9"})) == ()
 
 
 @pytest.mark.parametrize("weights", [(0, 0), (-5, 0)])

@@ -3,67 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-from datetime import UTC, datetime
-from typing import Any
+import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from registry_db.errors import IntegrityError
-from registry_db.records import VersionRecord
 from service.errors import ArtifactRejected, EngineUnavailable
 from service.inference.engine_pool import EnginePool
-from service.inference.loader import LoadedArtifact
 from service.observability.metrics import Metrics
-from service.plugins import Engine, PluginRegistry, TensorSpec
+from service.plugins import PluginRegistry
 from service.settings import Settings
+from tests.fakes.loading import CountingLoader, record
 
 
-class Doubler(Engine):
-    platform = "fake"
-
-    def __init__(self) -> None:
-        self.closed = False
-
-    @property
-    def inputs(self) -> tuple[TensorSpec, ...]:
-        return (TensorSpec("x", "FP32", (-1, 2)),)
-
-    @property
-    def outputs(self) -> tuple[TensorSpec, ...]:
-        return (TensorSpec("y", "FP32", (-1, 2)),)
-
-    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {"y": inputs["x"] * 2}
-
-    def close(self) -> None:
-        self.closed = True
-
-
-def record(version: str, sha: str = "ab" * 32) -> VersionRecord:
-    now = datetime.now(UTC)
-    return VersionRecord(
-        "m", version, int(version), "fake", None, {}, sha, 1, "x", {}, None, None, {}, "active", now, "t"
-    )
-
-
-class CountingLoader:
-    def __init__(self, fail: dict[str, Exception] | None = None) -> None:
-        self.calls: list[str] = []
-        self.engines: list[Doubler] = []
-        self.fail = fail or {}
-        self.gate = threading.Event()
-        self.gate.set()
-
-    def __call__(self, **kwargs: Any) -> LoadedArtifact:
-        self.gate.wait(10)
-        self.calls.append(kwargs["sha256"])
-        if kwargs["sha256"] in self.fail:
-            raise self.fail[kwargs["sha256"]]
-        engine = Doubler()
-        self.engines.append(engine)
-        return LoadedArtifact(engine, 0.0, 0.0)
+async def _eventually(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Poll ``condition`` until it holds, failing after ``timeout_s`` (no fixed sleep standing in for a signal)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
 
 
 def make_pool(loader: CountingLoader, cap: int = 2) -> EnginePool:
@@ -78,7 +38,8 @@ async def test_concurrent_first_requests_share_one_load() -> None:
     loader.gate.clear()
     pool = make_pool(loader)
     tasks = [asyncio.create_task(pool.acquire(record("1", sha="11" * 32))) for _ in range(10)]
-    await asyncio.sleep(0.05)
+    # every acquire ran before the load task reached its worker thread (tasks run in creation order)
+    assert await asyncio.to_thread(loader.entered.wait, 10)
     loader.gate.set()
     served = await asyncio.gather(*tasks)
     assert len({id(s) for s in served}) == 1
@@ -94,9 +55,8 @@ async def test_lru_cap_never_evicts_pinned() -> None:
     pool.set_pinned({("m", "1")})
     for v in ("1", "2", "3", "4"):
         await pool.acquire(record(v, sha=f"{v}{v}" * 32))
-    await asyncio.sleep(0.05)
     assert set(pool.loaded_keys) == {("m", "1"), ("m", "4")}
-    assert sum(e.closed for e in loader.engines) == 2
+    await _eventually(lambda: sum(e.closed for e in loader.engines) == 2)  # retired engines close in the background
     await pool.close()
     assert all(e.closed for e in loader.engines)
 

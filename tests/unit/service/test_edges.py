@@ -1,0 +1,204 @@
+"""The HTTP edges and the data plane, in process: a real SQLite registry, real ONNX engines, the app that
+``create_app`` builds, driven over ASGI.
+
+- the routing rule: for a model whose split and production alias differ, metadata, readiness and infer
+  name the same version for the same routing key;
+- one executable path: the Litestar handlers of the inference routes (the app mounted without the lean
+  wrapper) decode binary tensors and gzip bodies exactly like the lean path, under the same body cap;
+- the observer hook sees every call once, served or refused.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.http as triton
+from tritonclient.http._infer_result import InferResult
+from tritonclient.http._utils import _get_inference_request
+
+from registry_db.records import Principal
+from service.app import create_app
+from service.asgi import ModelportASGI
+from service.context import Services
+from service.inference.dataplane import InferenceEvent
+from service.management.manifest import VersionManifest
+from service.management.registration import register_version
+from service.settings import Settings
+from tests.helpers.onnx_models import make_mlp_onnx
+
+ADMIN = Principal(name="test", scopes=frozenset({"admin", "read"}))
+TOKEN = "edge-test-admin-token-0123456789"
+X = np.arange(8, dtype=np.float32).reshape(2, 4) / 8
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[InferenceEvent] = []
+
+    def observe(self, event: InferenceEvent) -> None:
+        self.events.append(event)
+
+
+@pytest.fixture
+async def app(tmp_path: Path) -> AsyncIterator[ModelportASGI]:
+    """Versions 1-3 of ``m`` (distinct MLPs); production -> 3, split 1=30 / 2=70; ``solo`` with production 1."""
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path,
+        device="cpu",
+        max_body_bytes=64 * 1024,
+        registry_poll_interval_s=60,
+        admin_token=TOKEN,
+    )
+    services = await Services.open(settings, migrate=True)
+    try:
+        for model, seeds in (("m", (1, 2, 3)), ("solo", (4,))):
+            for seed in seeds:
+                path = tmp_path / f"{model}-{seed}.onnx"
+                make_mlp_onnx(path, in_dim=4, hidden=8, out=3, seed=seed, input_name="x", output_name="y")
+                await register_version(
+                    services, model, artifact=path, manifest=VersionManifest(backend="onnx"), principal=ADMIN
+                )
+        await services.registry.set_alias("m", "production", "3", actor="test")
+        await services.registry.set_traffic("m", [("1", 30), ("2", 70)], actor="test")
+        await services.registry.set_alias("solo", "production", "1", actor="test")
+    finally:
+        await services.close()
+    wrapper = create_app(settings)
+    await wrapper.runtime.start()
+    try:
+        yield wrapper
+    finally:
+        await wrapper.runtime.stop()
+
+
+def _client(asgi: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://127.0.0.1")
+
+
+def _binary_request(x: np.ndarray) -> tuple[bytes, dict[str, str]]:
+    tensor = triton.InferInput("x", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x, binary_data=True)
+    wanted = triton.InferRequestedOutput("y", binary_data=True)
+    body, header_length = _get_inference_request([tensor], "req-1", [wanted], 0, False, False, 0, None, None)
+    body = body if isinstance(body, bytes) else body.encode()
+    return body, {"Inference-Header-Content-Length": str(header_length), "Content-Type": "application/octet-stream"}
+
+
+def _json_request(x: np.ndarray) -> dict[str, Any]:
+    return {"inputs": [{"name": "x", "datatype": "FP32", "shape": list(x.shape), "data": x.ravel().tolist()}]}
+
+
+async def test_metadata_ready_and_infer_name_the_same_version_for_a_key(app: ModelportASGI) -> None:
+    seen: set[str] = set()
+    async with _client(app) as client:
+        for i in range(40):
+            key = {"X-Routing-Key": f"user-{i}"}
+            meta = await client.get("/v2/models/m", headers=key)
+            ready = await client.get("/v2/models/m/ready", headers=key)
+            infer = await client.post("/v2/models/m/infer", json=_json_request(X), headers=key)
+            predict = await client.post("/v1/models/m/predict", json={"inputs": X.tolist()}, headers=key)
+            assert meta.status_code == ready.status_code == infer.status_code == predict.status_code == 200
+            version = infer.json()["model_version"]
+            assert meta.headers["x-model-version"] == ready.headers["x-model-version"] == version
+            assert infer.headers["x-model-version"] == predict.json()["model_version"] == version
+            seen.add(version)
+        assert seen == {"1", "2"}  # the split decides, not production ("3")
+        keyless = await client.get("/v2/models/m")
+        assert keyless.headers["x-model-version"] == "2"  # the heaviest arm
+        assert keyless.json()["versions"] == ["1", "2", "3"]
+        explicit = await client.get("/v2/models/m/versions/3")
+        assert explicit.status_code == 200 and explicit.headers["x-model-version"] == "3"
+
+
+@pytest.mark.parametrize("mounted", ["lean", "litestar"])
+async def test_both_paths_run_the_same_edge(app: ModelportASGI, mounted: str) -> None:
+    """Binary tensors, gzip bodies, the body cap and the error shape, through the lean path and through the
+    Litestar handlers alone (which the lean path bypasses in production)."""
+    asgi = app if mounted == "lean" else app.inner
+    body, headers = _binary_request(X)
+    async with _client(asgi) as client:
+        binary = await client.post("/v2/models/solo/infer", content=body, headers=headers)
+        assert binary.status_code == 200, binary.text
+        result = InferResult.from_response_body(
+            binary.content, header_length=int(binary.headers["inference-header-content-length"])
+        )
+        assert result.get_response()["model_version"] == "1" and result.as_numpy("y").shape == (2, 3)
+
+        packed = gzip.compress(json.dumps(_json_request(X)).encode())
+        zipped = await client.post(
+            "/v2/models/solo/versions/1/infer", content=packed, headers={"Content-Encoding": "gzip"}
+        )
+        assert zipped.status_code == 200, zipped.text
+        np.testing.assert_allclose(zipped.json()["outputs"][0]["data"], result.as_numpy("y").ravel(), rtol=1e-6)
+
+        predict = await client.post(
+            "/v1/models/solo/predict",
+            content=gzip.compress(json.dumps({"inputs": X.tolist()}).encode()),
+            headers={"Content-Encoding": "gzip"},
+        )
+        assert predict.status_code == 200 and len(predict.json()["predictions"]) == 2
+
+        huge = await client.post("/v2/models/solo/infer", content=b"[" * (65 * 1024))
+        assert huge.status_code == 413 and "exceeds the limit" in huge.json()["error"]
+        shape = await client.post("/v2/models/solo/infer", json=_json_request(np.zeros((1, 5), np.float32)))
+        assert shape.status_code == 400 and shape.headers["x-model-version"] == "1"
+        assert "expected shape" in shape.json()["error"]
+
+
+async def test_openapi_documents_the_inference_bodies(app: ModelportASGI) -> None:
+    async with _client(app) as client:
+        schema = (await client.get("/schema/openapi.json")).json()
+    infer = schema["paths"]["/v2/models/{model_name}/infer"]["post"]
+    predict = schema["paths"]["/v1/models/{model_name}/predict"]["post"]
+    assert infer["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/InferRequest")
+    assert predict["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/PredictRequest")
+    assert infer["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/InferResponse")
+
+
+async def test_every_call_reaches_the_observers_once(app: ModelportASGI) -> None:
+    recorder = Recorder()
+    app.runtime.dataplane._observers += (recorder,)  # noqa: SLF001 - attach a test observer to the hook
+    async with _client(app) as client:
+        await client.post("/v2/models/solo/infer", json=_json_request(X), headers={"X-Request-ID": "ok-1"})
+        await client.post("/v2/models/solo/infer", content=b"{not json", headers={"X-Request-ID": "bad-1"})
+        await client.post("/v2/models/nope/infer", json=_json_request(X), headers={"X-Request-ID": "unknown-1"})
+        await client.post("/v1/models/solo/predict", json={"inputs": X.tolist()}, headers={"X-Request-ID": "v1-1"})
+    by_id = {event.call.request_id: event for event in recorder.events}
+    assert len(recorder.events) == len(by_id) == 4
+    ok, bad, unknown, v1 = by_id["ok-1"], by_id["bad-1"], by_id["unknown-1"], by_id["v1-1"]
+    assert (ok.status, ok.call.served_version, ok.call.protocol) == (200, "1", "v2_infer")
+    assert ok.result is not None and ok.result.outputs["y"].shape == (2, 3) and ok.duration_s > 0
+    assert (bad.status, bad.call.served_version, bad.result) == (400, None, None)
+    assert (unknown.status, unknown.call.served_version) == (404, None)
+    assert v1.call.protocol == "v1_predict" and v1.result is not None and v1.result.postprocessed is not None
+    stats = app.runtime.stats.for_model("solo")
+    assert stats["1"]["requests"] == 2 and stats["1"]["errors"] == 0
+
+
+async def test_readiness_and_unknown_names(app: ModelportASGI) -> None:
+    async with _client(app) as client:
+        assert (await client.get("/v2/health/ready")).json()["ready"] is True
+        assert (await client.get("/v2/models/nope")).status_code == 404
+        assert (await client.get("/v2/models/m/versions/9/ready")).status_code == 404
+        assert (await client.get("/v2/models/m/ready")).headers["x-model-version"] == "2"
+        app.runtime.begin_drain()
+        drained = await client.get("/v2/health/ready")
+        assert drained.status_code == 503 and drained.headers["retry-after"] == "1"
+
+
+async def test_an_empty_upload_is_the_clients_mistake(app: ModelportASGI) -> None:
+    async with _client(app) as client:
+        reply = await client.post(
+            "/admin/models/solo/versions",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            files={"artifact": ("empty.onnx", b""), "manifest": (None, '{"backend": "onnx"}')},
+        )
+    assert reply.status_code == 400 and reply.json() == {"error": "artifact is empty"}

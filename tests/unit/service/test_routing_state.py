@@ -1,0 +1,120 @@
+"""RoutingState: a new snapshot takes effect only once its targets load; a target that cannot load holds that
+model back (reported) while the others move on; an unreachable registry keeps the last snapshot serving."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import pytest
+
+from registry_db.errors import DatabaseUnavailable
+from registry_db.errors import NotFound as RegistryNotFound
+from registry_db.records import ModelRouting, RoutingSnapshot, SplitEntry, VersionRecord
+from service.errors import NotFound
+from service.inference.engine_pool import EnginePool
+from service.inference.routing_state import RoutingState
+from service.observability.metrics import Metrics
+from service.plugins import PluginRegistry
+from service.settings import Settings
+from tests.fakes.loading import CountingLoader, record
+
+
+@dataclass
+class FakeRegistry:
+    """The three reads RoutingState makes, over an in-memory snapshot."""
+
+    snapshot: RoutingSnapshot
+    shas: dict[str, str] = field(default_factory=dict)
+    down: bool = False
+
+    async def generation(self) -> int:
+        if self.down:
+            raise DatabaseUnavailable("registry database unreachable")
+        return self.snapshot.generation
+
+    async def routing_snapshot(self) -> RoutingSnapshot:
+        return self.snapshot
+
+    async def get_version(self, model: str, version: str) -> VersionRecord:
+        if version not in self.shas:
+            raise RegistryNotFound(f"model '{model}' has no version '{version}'")
+        return record(version, sha=self.shas[version])
+
+    def publish(self, routing: ModelRouting) -> None:
+        self.snapshot = RoutingSnapshot(self.snapshot.generation + 1, {"m": routing})
+
+
+def _routing(production: str, *splits: tuple[str, int]) -> ModelRouting:
+    return ModelRouting(
+        aliases={"production": production},
+        splits=tuple(SplitEntry(v, w) for v, w in splits),
+        active_versions=("1", "2", "3"),
+    )
+
+
+@pytest.fixture
+def parts() -> tuple[FakeRegistry, CountingLoader, EnginePool, RoutingState]:
+    shas = {"1": "11" * 32, "2": "22" * 32, "3": "33" * 32}
+    registry = FakeRegistry(RoutingSnapshot(1, {"m": _routing("1")}), shas)
+    loader = CountingLoader(fail={shas["3"]: RuntimeError("corrupt weights")})
+    settings = Settings(max_batch_delay_ms=0.0, data_dir="/tmp/unused")  # type: ignore[call-arg]
+    pool = EnginePool(
+        settings=settings, store=None, plugins=PluginRegistry(autoload=False), metrics=Metrics(), loader=loader
+    )
+    state = RoutingState(registry=registry, pool=pool, metrics=Metrics(), poll_interval_s=60)
+    return registry, loader, pool, state
+
+
+async def test_a_new_target_loads_before_traffic_moves_and_a_broken_one_holds_the_model_back(
+    parts: tuple[FakeRegistry, CountingLoader, EnginePool, RoutingState],
+) -> None:
+    registry, loader, pool, state = parts
+    assert await state.refresh(force=True)
+    assert (await state.resolve("m", None, None)).version == "1"
+    assert pool.is_loaded("m", "1") and state.held_back == {}
+
+    registry.publish(_routing("2"))
+    assert await state.refresh()
+    assert pool.is_loaded("m", "2")  # loaded and warm before the snapshot switched
+    assert (await state.resolve("m", None, None)).version == "2"
+
+    registry.publish(_routing("2", ("2", 50), ("3", 50)))  # version 3 cannot load
+    assert await state.refresh()
+    assert "corrupt weights" in state.held_back["m"]
+    assert state.snapshot.generation == registry.snapshot.generation
+    for i in range(50):  # the previous routing keeps serving: never the broken arm
+        assert (await state.resolve("m", None, f"key-{i}")).version == "2"
+    assert not await state.refresh()  # same generation: nothing to do
+    await pool.close()
+    assert loader.calls.count("33" * 32) == 1
+
+
+async def test_an_unreachable_registry_keeps_the_last_snapshot(
+    parts: tuple[FakeRegistry, CountingLoader, EnginePool, RoutingState],
+) -> None:
+    registry, _, pool, state = parts
+    await state.refresh(force=True)
+    registry.down = True
+    assert not await state.refresh()
+    assert state.last_error == "registry database unreachable"
+    assert (await state.resolve("m", "1", None)).version == "1"
+    registry.down = False
+    registry.snapshot = replace(registry.snapshot, generation=registry.snapshot.generation + 1)
+    assert await state.refresh() and state.last_error is None
+    await pool.close()
+
+
+async def test_unknown_names_say_what_is_missing(
+    parts: tuple[FakeRegistry, CountingLoader, EnginePool, RoutingState],
+) -> None:
+    registry, _, pool, state = parts
+    await state.refresh(force=True)
+    with pytest.raises(NotFound, match="unknown model 'nope'"):
+        await state.resolve("nope", None, None)
+    with pytest.raises(NotFound, match="no active version '9'"):
+        await state.resolve("m", "9", None)
+    registry.publish(ModelRouting(aliases={}, active_versions=("1",)))
+    await state.refresh()
+    with pytest.raises(NotFound, match="no traffic split and no 'production' alias"):
+        await state.resolve("m", None, None)
+    await pool.close()
