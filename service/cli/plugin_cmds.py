@@ -1,7 +1,8 @@
-"""Plugin verbs: ``plugins`` (what is installed), ``demo`` (train + register digits), ``convert`` (-> ONNX).
+"""Plugin verbs: ``plugins`` (what is installed), ``demo`` (an installed demo), ``convert`` (-> ONNX).
 
-Plugin packages are imported inside the commands only, through importlib: the core never imports them at
-import time, and a missing plugin is one line naming the distribution to install.
+The demo is found through its entry point; ``convert``'s plugin module is imported inside the command only,
+through importlib: the core never imports a plugin at import time, and a missing plugin is one line naming
+the distribution to install.
 """
 
 from __future__ import annotations
@@ -19,11 +20,8 @@ from service.cli._app import cli
 
 __all__ = ("convert", "demo", "plugins")
 
-_INSTALL = {
-    "modelport_zoo": "pip install -e plugins/modelport-onnx -e plugins/modelport-torch -e plugins/modelport-zoo",
-    "modelport_torch": "pip install -e plugins/modelport-onnx -e plugins/modelport-torch",
-}
-_DISTRIBUTION = {"modelport_zoo": "modelport-zoo", "modelport_torch": "modelport-torch"}
+_INSTALL = {"modelport_torch": "pip install -e plugins/modelport-onnx -e plugins/modelport-torch"}
+_DISTRIBUTION = {"modelport_torch": "modelport-torch"}
 
 
 def _plugin_module(module: str, purpose: str) -> ModuleType:
@@ -77,30 +75,26 @@ def plugins(as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--force", is_flag=True, help="Register two new versions even if model 'digits' already has some.")
-def demo(force: bool) -> None:
-    """Train an MLP and a CNN on scikit-learn's digits and register them as model 'digits'.
+@click.argument("name", required=False)
+@click.option("--force", is_flag=True, help="Register new versions even if the demo's models already have some.")
+def demo(name: str | None, force: bool) -> None:
+    """Run a demo found under the modelport.demos entry points (the zoo's 'digits': an MLP and a CNN trained
+    on scikit-learn's digits, v1 'production', unversioned traffic split 90/10).
 
-    v1 (MLP, ONNX) becomes 'production'; unversioned traffic is split 90/10 between v1 and v2 (CNN).
+    NAME picks one when several are installed.
     """
+    from service.cli._demo import choose_demo
     from service.cli.registry_cmds import _run
+    from service.plugins import default_registry
 
-    module = _plugin_module("modelport_zoo.demo", "the demo")
+    run_demo = choose_demo(default_registry(), name)
 
     async def work(services: Any) -> Any:
-        return await module.run_demo(services, skip_if_present=not force)
+        return await run_demo(services, skip_if_present=not force)
 
-    result = _run(work, with_plugins=True)
-    if result.skipped:
-        click.echo("model 'digits' already has versions: nothing to do (--force registers two more)")
-        return
-    for version, accuracy in result.accuracy.items():
-        click.echo(f"digits version {version}: held-out accuracy {accuracy:.3f}")
-    first, second = result.versions
-    click.echo(
-        f"ONNX parity (v{first}): max abs diff {result.onnx_parity:.2g}; production -> {first}; "
-        f"split {first}=90 {second}=10 ({result.seconds:.1f} s)"
-    )
+    report = _run(work, with_plugins=True)
+    for line in report.lines:
+        click.echo(line)
 
 
 def _parse_shape(text: str) -> tuple[int, ...]:

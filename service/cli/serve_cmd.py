@@ -25,15 +25,12 @@ def _apply_overrides(**overrides: object) -> Settings:
 
 
 async def _ensure_demo(settings: Settings) -> None:
-    try:
-        from modelport_zoo.demo import run_demo
-    except ImportError:
-        raise click.ClickException(
-            "--demo needs the demo plugin: pip install -e plugins/modelport-onnx -e plugins/modelport-torch "
-            "-e plugins/modelport-zoo"
-        ) from None
+    """Run the installed demo (entry point ``modelport.demos``) unless its models are already registered."""
+    from service.cli._demo import choose_demo
     from service.context import Services
+    from service.plugins import default_registry
 
+    run_demo = choose_demo(default_registry())
     services = await Services.open(settings, migrate=settings.resolved_database_url.startswith("sqlite"))
     try:
         await run_demo(services, skip_if_present=True)
@@ -99,7 +96,9 @@ def _run_granian(settings: Settings) -> None:
 @click.option("--port", type=int, default=None, help="Bind port (default 8000).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default 1).")
 @click.option("--server", type=click.Choice(["uvicorn", "granian"]), default=None, help="ASGI server.")
-@click.option("--demo", is_flag=True, help="Train and register the demo model 'digits' first if absent.")
+@click.option(
+    "--demo", is_flag=True, help="Run the installed demo first (the zoo's 'digits'), if its models are absent."
+)
 def serve(host: str | None, port: int | None, workers: int | None, server: str | None, demo: bool) -> None:
     """Serve the registry's models over HTTP (V2 inference, predict, admin, /schema, /metrics)."""
     from service.security.exposure import ExposureError, check_exposure

@@ -8,11 +8,13 @@ Life cycle, in the order the core calls things:
 
 1. ``Backend()`` — once per process, when discovery registers the entry point. Must be cheap and must
    not import heavy runtimes at module import time of the *core*; importing them in the plugin is fine.
-2. ``Backend.load(request)`` — in a worker thread, after the artifact's sha256 was verified and its
-   format sniffed against :attr:`Backend.formats`. Returns an :class:`Engine`.
-3. ``Engine.warmup()`` — once, in a worker thread, before the engine takes traffic.
-4. ``Engine.predict(batch)`` — many times, from several worker threads at once; must be thread-safe.
-5. ``Engine.close()`` — when the engine is evicted or the server stops.
+2. ``Backend.inspector.inspect(artifact)`` (or the core's sniffer when a backend brings none) — in a worker
+   thread, after the sha256 check, at every registration and load; names the format or refuses the bytes.
+3. ``Backend.load(request)`` — in a worker thread, once the format is one of :attr:`Backend.formats`.
+   Returns an :class:`Engine`.
+4. ``Engine.warmup()`` — once, in a worker thread, before the engine takes traffic.
+5. ``Engine.predict(batch)`` — many times, from several worker threads at once; must be thread-safe.
+6. ``Engine.close()`` — when the engine is evicted or the server stops.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from typing import Any, ClassVar, Literal
 import msgspec
 import numpy as np
 
+from service.plugins.inspection import ArtifactFormat, ArtifactInspector
+
 __all__ = (
     "ArchitectureFactory",
     "ArtifactFormat",
@@ -38,9 +42,6 @@ __all__ = (
     "numpy_dtype",
     "v2_datatype",
 )
-
-ArtifactFormat = Literal["onnx", "torchscript", "torch_export", "torch_pickle_zip", "pickle", "safetensors"]
-"""Formats the core sniffs from an artifact's bytes (``service.security.sniff``)."""
 
 ArchitectureFactory = Callable[..., Any]
 """``(**config) -> torch.nn.Module``; registered under ``modelport.architectures``."""
@@ -99,7 +100,7 @@ class LoadRequest:
     artifact_path: Path
     """The verified artifact file (read-only; content-addressed, do not write next to it)."""
     artifact_format: ArtifactFormat
-    """What the core sniffed from the bytes; already checked against :attr:`Backend.formats`."""
+    """What the inspector (or the core's sniffer) read from the bytes; one of :attr:`Backend.formats`."""
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     """Requested device; a backend falls back to CPU (logging why) when it is not available."""
     use_fp16: bool = False
@@ -167,7 +168,13 @@ class Backend(abc.ABC):
     """Loads artifacts of one kind into engines. Registered under ``modelport.backends``."""
 
     formats: ClassVar[tuple[ArtifactFormat, ...]] = ()
-    """Artifact formats this backend accepts; the core refuses others before :meth:`load` runs."""
+    """Format ids this backend accepts; the core refuses others before :meth:`load` runs."""
+    platform: ClassVar[str] = "unknown"
+    """V2 ``platform`` string for model metadata (``onnxruntime_onnx``, ``pytorch_torchscript``, ...), known
+    without loading an engine."""
+    inspector: ClassVar[ArtifactInspector | None] = None
+    """Recognises and vets this backend's artifacts; None = the core's sniffer for the built-in formats,
+    which refuses pickle-bearing formats (a backend loading pickles must scan them in its own inspector)."""
     executes_code: ClassVar[bool] = False
     """True when the format can carry executable code (TorchScript, .pt2): admin keys only."""
     requires_architecture: ClassVar[bool] = False

@@ -1,4 +1,4 @@
-"""Entry-point discovery of backends and architectures.
+"""Entry-point discovery of backends, architectures and demos.
 
 Each ``ep.load()`` is isolated: a plugin that fails to import or violates the contract is recorded
 with its error and distribution, and everything else keeps working (pluggy keeps provenance but lets
@@ -17,15 +17,29 @@ from typing import Any, Literal
 import structlog
 
 from service.plugins.contract import ArchitectureFactory, Backend
+from service.plugins.demos import Demo
 from service.plugins.errors import PluginLoadError, PluginValidationError, UnknownPlugin
+from service.plugins.inspection import ArtifactInspector
 
-__all__ = ("BACKENDS_GROUP", "ARCHITECTURES_GROUP", "PluginInfo", "PluginRegistry", "default_registry")
+__all__ = (
+    "ARCHITECTURES_GROUP",
+    "BACKENDS_GROUP",
+    "DEMOS_GROUP",
+    "PluginInfo",
+    "PluginRegistry",
+    "default_registry",
+)
 
 BACKENDS_GROUP = "modelport.backends"
 ARCHITECTURES_GROUP = "modelport.architectures"
+DEMOS_GROUP = "modelport.demos"
 
-PluginKind = Literal["backend", "architecture"]
-_GROUPS: dict[PluginKind, str] = {"backend": BACKENDS_GROUP, "architecture": ARCHITECTURES_GROUP}
+PluginKind = Literal["backend", "architecture", "demo"]
+_GROUPS: dict[PluginKind, str] = {
+    "backend": BACKENDS_GROUP,
+    "architecture": ARCHITECTURES_GROUP,
+    "demo": DEMOS_GROUP,
+}
 
 _log = structlog.get_logger(__name__)
 
@@ -73,6 +87,12 @@ def _as_backend(obj: Any, label: str) -> Backend:
         raise PluginValidationError(f"{label}: {obj!r} is neither a Backend class nor a factory")
     if not instance.formats:
         raise PluginValidationError(f"{label}: Backend.formats is empty; declare the artifact formats it loads")
+    if not all(isinstance(fmt, str) and fmt for fmt in instance.formats):
+        raise PluginValidationError(f"{label}: Backend.formats must be non-empty strings, got {instance.formats!r}")
+    if instance.inspector is not None and not isinstance(instance.inspector, ArtifactInspector):
+        raise PluginValidationError(
+            f"{label}: Backend.inspector is a {type(instance.inspector).__name__}, not an ArtifactInspector"
+        )
     return instance
 
 
@@ -82,8 +102,14 @@ def _as_architecture(obj: Any, label: str) -> ArchitectureFactory:
     return obj
 
 
+def _as_demo(obj: Any, label: str) -> Demo:
+    if not callable(obj):
+        raise PluginValidationError(f"{label}: {obj!r} is not callable as async (services, *, skip_if_present)")
+    return obj
+
+
 class PluginRegistry:
-    """The backends and architectures available in this process.
+    """The backends, architectures and demos available in this process.
 
     Discovery runs lazily on first use and again on :meth:`refresh`; ``blocked`` names are never loaded.
     """
@@ -95,6 +121,7 @@ class PluginRegistry:
         self._loaded = False
         self._backends: dict[str, Backend] = {}
         self._architectures: dict[str, ArchitectureFactory] = {}
+        self._demos: dict[str, Demo] = {}
         self._infos: list[PluginInfo] = []
 
     def refresh(self) -> None:
@@ -103,6 +130,7 @@ class PluginRegistry:
         with self._lock:
             self._backends.clear()
             self._architectures.clear()
+            self._demos.clear()
             self._infos.clear()
             self._loaded = True
             if self._autoload:
@@ -117,7 +145,12 @@ class PluginRegistry:
         try:
             if ep.name in self._blocked:
                 raise PluginValidationError(f"{label}: blocked by configuration")
-            registry = self._backends if kind == "backend" else self._architectures
+            registries: dict[PluginKind, dict[str, Any]] = {
+                "backend": self._backends,
+                "architecture": self._architectures,
+                "demo": self._demos,
+            }
+            registry = registries[kind]
             if ep.name in registry:
                 raise PluginValidationError(f"{label}: duplicate name; an earlier distribution already provides it")
             try:
@@ -129,7 +162,8 @@ class PluginRegistry:
                 self._backends[ep.name] = backend
                 description = backend.description
             else:
-                self._architectures[ep.name] = _as_architecture(obj, label)
+                validate = _as_architecture if kind == "architecture" else _as_demo
+                registry[ep.name] = validate(obj, label)
                 description = (inspect.getdoc(obj) or "").split("\n", 1)[0]
         except Exception as exc:  # noqa: BLE001 - a broken plugin is reported, never fatal
             error = str(exc)
@@ -174,6 +208,11 @@ class PluginRegistry:
             return self._architectures[name]
         except KeyError:
             raise UnknownPlugin(self._unknown_message("architecture", name, self._architectures)) from None
+
+    def demos(self) -> dict[str, Demo]:
+        """The usable demos by name (``modelport demo``, ``serve --demo``)."""
+        self._ensure_loaded()
+        return dict(sorted(self._demos.items()))
 
     def backend_names(self) -> list[str]:
         """Names of the usable backends."""

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from service.plugins.contract import V2_TO_NUMPY, ArtifactFormat, Backend, Engine, LoadRequest, TensorSpec
+from service.plugins.contract import V2_TO_NUMPY, Backend, Engine, LoadRequest, TensorSpec
+from service.plugins.inspection import ArtifactFormat
 
 __all__ = ("check_backend", "check_engine", "sample_batch")
 
@@ -117,15 +118,16 @@ def check_backend(
 ) -> Engine:
     """Load ``artifact_path`` as the core would and run :func:`check_engine`; returns the engine (still open).
 
-    First the core's artifact guard must agree the bytes are ``fmt`` and safe (as an admin upload), and
-    ``fmt`` must be one of ``backend.formats``; then ``backend.load`` runs with ``request`` as extra
-    :class:`LoadRequest` fields (``device``, ``architecture``, ``declared_inputs``, ...).
+    First the core's artifact guard, with the backend's own inspector if it has one, must agree the bytes
+    are ``fmt`` and safe (as an admin upload), and ``fmt`` must be one of ``backend.formats``; then
+    ``backend.load`` runs with ``request`` as extra :class:`LoadRequest` fields (``device``, ``architecture``,
+    ``declared_inputs``, ...).
     """
     from service.security.artifact_guard import inspect_artifact
 
     assert fmt in backend.formats, f"{type(backend).__name__}.formats {backend.formats} does not list {fmt!r}"
     sniffed = inspect_artifact(artifact_path, backend, backend_name=type(backend).__name__, principal_is_admin=True)
-    assert sniffed == fmt, f"the core sniffs this artifact as {sniffed!r}, not {fmt!r}"
+    assert sniffed == fmt, f"the artifact guard reads this artifact as {sniffed!r}, not {fmt!r}"
     request.setdefault("device", "cpu")
     engine = backend.load(LoadRequest(artifact_path=artifact_path, artifact_format=fmt, **request))
     assert isinstance(engine, Engine), f"load() returned {type(engine).__name__}, not an Engine"

@@ -1,14 +1,18 @@
-"""Pre-scan pickles opcode by opcode, without unpickling: only tensor-rebuilding globals may appear.
+"""Pre-scan pickles opcode by opcode, without unpickling: only the globals a policy allows may appear.
 
-This runs before ``torch.load(weights_only=True)`` as a second, independent wall. A payload whose
+A library for backends whose formats carry pickles (the torch plugin calls it with torch's tensor-rebuilding
+allow-list before ``torch.load(weights_only=True)``, as a second, independent wall). A payload whose
 ``__reduce__`` would run code has to name a callable (``os.system``, ``builtins.exec``, ...) through a
-``GLOBAL``/``STACK_GLOBAL`` opcode; the scan refuses any global outside :data:`ALLOWED_GLOBALS` (a subset of
-torch's own ``weights_only`` allowlist) before a single byte reaches an unpickler.
+``GLOBAL``/``STACK_GLOBAL`` opcode; the scan refuses any global outside :attr:`PicklePolicy.allowed_globals`
+before a single byte reaches an unpickler. Which formats need a scan, and what they may reference, is the
+backend's decision (in its :class:`~service.plugins.ArtifactInspector`), not the core's.
 
 The scan keeps a symbolic stack and memo, as the unpickler would, so ``STACK_GLOBAL`` is checked against
 the two values really on top of the stack (not merely the last strings seen), and ``REDUCE``/``NEWOBJ``
 may only call a global that passed the allowlist. Persistent ids (torch's tensor storages) are read to
-count tensors and the bytes they declare, so caps apply before torch allocates anything.
+count tensors and the bytes they declare, so caps apply before anything is allocated. The containers torch
+writes (a ``torch.save`` zip, the five pickles of a legacy ``torch.save`` file) are walked here too, since
+they are plain pickle layouts; the policy still decides what may appear in them.
 
 Pure standard library (``pickletools``); the core never imports torch.
 """
@@ -19,7 +23,7 @@ import _compat_pickle
 import io
 import pickletools
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -27,7 +31,7 @@ from typing import IO, Any
 from service.errors import ArtifactRejected
 
 __all__ = (
-    "ALLOWED_GLOBALS",
+    "PicklePolicy",
     "PickleSummary",
     "UnsafePickle",
     "scan_pickle_bytes",
@@ -35,93 +39,6 @@ __all__ = (
     "scan_pickle_stream",
     "scan_torch_zip",
 )
-
-_STORAGE_ITEMSIZE = {
-    "DoubleStorage": 8,
-    "FloatStorage": 4,
-    "HalfStorage": 2,
-    "BFloat16Storage": 2,
-    "LongStorage": 8,
-    "IntStorage": 4,
-    "ShortStorage": 2,
-    "CharStorage": 1,
-    "ByteStorage": 1,
-    "BoolStorage": 1,
-    "ComplexFloatStorage": 8,
-    "ComplexDoubleStorage": 16,
-    "QInt8Storage": 1,
-    "QUInt8Storage": 1,
-    "QInt32Storage": 4,
-    "QUInt4x2Storage": 1,
-    "QUInt2x4Storage": 1,
-}
-"""Legacy typed storages torch writes into persistent ids -> bytes per element."""
-_STORAGE_ITEMSIZE_BY_GLOBAL = {
-    **{f"torch.{name}": size for name, size in _STORAGE_ITEMSIZE.items()},
-    **{f"torch.cuda.{name}": size for name, size in _STORAGE_ITEMSIZE.items() if not name.startswith("Q")},
-    "torch.storage.UntypedStorage": 1,
-    "torch.storage.TypedStorage": 1,
-}
-_DTYPES = [
-    "float32",
-    "float64",
-    "float16",
-    "bfloat16",
-    "complex32",
-    "complex64",
-    "complex128",
-    "bool",
-    "int8",
-    "int16",
-    "int32",
-    "int64",
-    "uint8",
-    "uint16",
-    "uint32",
-    "uint64",
-    "float8_e4m3fn",
-    "float8_e4m3fnuz",
-    "float8_e5m2",
-    "float8_e5m2fnuz",
-    "float8_e8m0fnu",
-    "qint8",
-    "quint8",
-    "qint32",
-    "quint4x2",
-    "quint2x4",
-]
-_TENSOR_TYPES = ["Double", "Float", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool"]
-_QSCHEMES = ["per_tensor_affine", "per_tensor_symmetric", "per_channel_affine", "per_channel_symmetric"]
-
-ALLOWED_GLOBALS: frozenset[str] = frozenset(
-    {
-        # plain containers and scalars torch's weights_only unpickler also allows
-        "collections.OrderedDict",
-        "collections.Counter",
-        "builtins.set",
-        "builtins.bytearray",
-        "builtins.complex",
-        "_codecs.encode",
-        # tensors and parameters
-        "torch._utils._rebuild_tensor",
-        "torch._utils._rebuild_tensor_v2",
-        "torch._utils._rebuild_tensor_v3",
-        "torch._utils._rebuild_parameter",
-        "torch._utils._rebuild_parameter_with_state",
-        "torch._utils._rebuild_qtensor",
-        "torch._tensor._rebuild_from_type_v2",
-        "torch.Tensor",
-        "torch.nn.parameter.Parameter",
-        "torch.Size",
-        "torch.device",
-        *_STORAGE_ITEMSIZE_BY_GLOBAL,
-        *(f"torch.{name}" for name in _DTYPES),
-        *(f"torch.{name}Tensor" for name in _TENSOR_TYPES),
-        *(f"torch.{name}" for name in _QSCHEMES),
-    }
-)
-"""Globals a weights-only pickle may reference (torch's ``weights_only`` allowlist minus sparse, nested and
-wrapper-subclass tensors, which state_dicts served here do not need)."""
 
 _MAX_OPS = 20_000_000
 _STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING"})
@@ -134,7 +51,22 @@ _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 
 class UnsafePickle(ArtifactRejected):
-    """The pickle references something other than tensors and plain containers."""
+    """The pickle references something its policy does not allow."""
+
+
+@dataclass(frozen=True, slots=True)
+class PicklePolicy:
+    """What a pickle may reference: decided by the backend that will load it, enforced by the scan."""
+
+    allowed_globals: frozenset[str]
+    """Qualified names (``module.name``, Python 3 spelling) that ``GLOBAL``/``STACK_GLOBAL``/``INST`` may push
+    and ``REDUCE``/``NEWOBJ``/``OBJ`` may call; anything else is refused by name."""
+    storage_itemsize: Mapping[str, int] = field(default_factory=dict)
+    """Storage-type globals accepted in persistent ids ``('storage', <type>, key, location, numel[, view])``
+    -> bytes per element (to count tensors and declared bytes). Empty: any persistent id is refused. Each
+    type must also be in :attr:`allowed_globals`."""
+    refusal_hint: str = "which this backend does not allow"
+    """Ends the refusal message after the offending name, e.g. what the uploader should save instead."""
 
     status = 422
 
@@ -176,6 +108,19 @@ class PickleSummary:
                 self.tensors += 1
                 self.declared_bytes += size
 
+    def check_caps(self, file_size: int, *, max_tensors: int) -> None:
+        """Refuse a pickle that declares more tensors than ``max_tensors`` or more bytes than the file holds.
+
+        Call it before loading: a legacy ``torch.save`` file allocates every declared storage first.
+        """
+        if self.tensors > max_tensors:
+            raise ArtifactRejected(f"artifact declares {self.tensors} tensors (limit {max_tensors})")
+        if self.declared_bytes > file_size:
+            raise ArtifactRejected(
+                f"tensors declare {self.declared_bytes} bytes but the artifact has only {file_size}: refused "
+                "before allocating"
+            )
+
 
 def _qualified(module: str, name: str, protocol: int) -> str:
     """``module.name`` as the unpickler resolves it (Python 2 names are mapped for protocols < 3)."""
@@ -187,21 +132,19 @@ def _qualified(module: str, name: str, protocol: int) -> str:
     return f"{module}.{name}"
 
 
-def _check_global(qualified: str, where: str) -> _Global:
-    if qualified not in ALLOWED_GLOBALS:
-        raise UnsafePickle(
-            f"{where}: refused: the pickle references '{qualified[:200]}', which is not a tensor or plain "
-            "container (save a state_dict of tensors, preferably as safetensors)"
-        )
+def _check_global(qualified: str, where: str, policy: PicklePolicy) -> _Global:
+    if qualified not in policy.allowed_globals:
+        raise UnsafePickle(f"{where}: refused: the pickle references '{qualified[:200]}', {policy.refusal_hint}")
     return _Global(qualified)
 
 
 class _Scanner:
     """Symbolic execution of one pickle: a stack and memo of placeholders, no objects are ever built."""
 
-    def __init__(self, where: str, summary: PickleSummary) -> None:
+    def __init__(self, where: str, summary: PickleSummary, policy: PicklePolicy) -> None:
         self.where = where
         self.summary = summary
+        self.policy = policy
         self.stack: list[Any] = []
         self.memo: dict[int, Any] = {}
         self.protocol = 0
@@ -221,12 +164,15 @@ class _Scanner:
                 return items
             items.append(item)
 
+    def checked(self, module: str, attr: str) -> _Global:
+        return _check_global(_qualified(module, attr, self.protocol), self.where, self.policy)
+
     def callable_check(self, target: Any, opname: str) -> None:
         if not isinstance(target, _Global):
             raise UnsafePickle(f"{self.where}: refused: {opname} on a computed callable (only allowed globals)")
 
     def persistent_id(self, pid: Any) -> None:
-        """torch's storage ids: ``('storage', StorageType, key, location, numel[, view_metadata])``."""
+        """Storage ids (torch's layout): ``('storage', StorageType, key, location, numel[, view_metadata])``."""
         if not (
             isinstance(pid, tuple)
             and len(pid) in (5, 6)
@@ -236,8 +182,8 @@ class _Scanner:
             and isinstance(pid[4], int)
             and pid[4] >= 0
         ):
-            raise UnsafePickle(f"{self.where}: refused: a persistent id that is not a torch tensor storage")
-        itemsize = _STORAGE_ITEMSIZE_BY_GLOBAL.get(pid[1].name)
+            raise UnsafePickle(f"{self.where}: refused: a persistent id that is not a tensor storage")
+        itemsize = self.policy.storage_itemsize.get(pid[1].name)
         if itemsize is None:
             raise UnsafePickle(f"{self.where}: refused: '{pid[1].name}' is not a storage type")
         key = pid[2]
@@ -277,15 +223,15 @@ class _Scanner:
             self.pop_to_mark()
         elif name == "GLOBAL":
             module, _, attr = str(arg).partition(" ")
-            self.stack.append(_check_global(_qualified(module, attr, self.protocol), self.where))
+            self.stack.append(self.checked(module, attr))
         elif name == "STACK_GLOBAL":
             attr, module = self.pop(), self.pop()
             if not (isinstance(module, str) and isinstance(attr, str)):
                 raise UnsafePickle(f"{self.where}: refused: STACK_GLOBAL with a computed module or name")
-            self.stack.append(_check_global(_qualified(module, attr, self.protocol), self.where))
+            self.stack.append(self.checked(module, attr))
         elif name == "INST":
             module, _, attr = str(arg).partition(" ")
-            _check_global(_qualified(module, attr, self.protocol), self.where)
+            self.checked(module, attr)
             self.pop_to_mark()
             self.stack.append(_OPAQUE)
         elif name == "OBJ":
@@ -320,7 +266,7 @@ class _Scanner:
             self.persistent_id(self.pop())
             self.stack.append(_OPAQUE)
         elif name == "PERSID":
-            raise UnsafePickle(f"{self.where}: refused: text persistent ids are not torch tensor storages")
+            raise UnsafePickle(f"{self.where}: refused: text persistent ids are not tensor storages")
         elif name in ("EXT1", "EXT2", "EXT4"):
             raise UnsafePickle(f"{self.where}: refused: the pickle uses the copyreg extension registry")
         elif name in ("NEXT_BUFFER", "READONLY_BUFFER"):
@@ -350,18 +296,20 @@ class _Scanner:
             self.stack.append(_OPAQUE)
 
 
-def scan_pickle_stream(stream: IO[bytes], *, where: str = "pickle", summary: PickleSummary | None = None) -> Any:
+def scan_pickle_stream(
+    stream: IO[bytes], *, policy: PicklePolicy, where: str = "pickle", summary: PickleSummary | None = None
+) -> Any:
     """Scan one pickle from ``stream``'s position up to and including its STOP opcode.
 
     Returns the symbolic top-level value (an ``int`` when the pickle is just an integer, a placeholder
     otherwise) and folds storages into ``summary``.
 
     Raises:
-        UnsafePickle: a global outside :data:`ALLOWED_GLOBALS`, a call on a computed callable, a foreign
+        UnsafePickle: a global outside ``policy.allowed_globals``, a call on a computed callable, a foreign
             persistent id, the extension registry, or out-of-band buffers.
         ArtifactRejected: malformed, truncated or over-long pickles.
     """
-    scanner = _Scanner(where, summary if summary is not None else PickleSummary())
+    scanner = _Scanner(where, summary if summary is not None else PickleSummary(), policy)
     ops = 0
     try:
         for opcode, arg, _pos in pickletools.genops(stream):
@@ -377,17 +325,17 @@ def scan_pickle_stream(stream: IO[bytes], *, where: str = "pickle", summary: Pic
     raise ArtifactRejected(f"{where}: truncated pickle (no STOP opcode)")
 
 
-def scan_pickle_bytes(data: bytes, *, where: str = "pickle") -> PickleSummary:
+def scan_pickle_bytes(data: bytes, *, policy: PicklePolicy, where: str = "pickle") -> PickleSummary:
     """Scan a single pickle held in memory; trailing bytes after its STOP opcode are refused."""
     summary = PickleSummary()
     stream = io.BytesIO(data)
-    scan_pickle_stream(stream, where=where, summary=summary)
+    scan_pickle_stream(stream, policy=policy, where=where, summary=summary)
     if stream.tell() != len(data):
         raise ArtifactRejected(f"{where}: {len(data) - stream.tell()} unexpected bytes after the pickle")
     return summary
 
 
-def scan_pickle_file(path: Path) -> PickleSummary:
+def scan_pickle_file(path: Path, *, policy: PicklePolicy) -> PickleSummary:
     """Scan a raw pickle artifact without reading it whole.
 
     A legacy ``torch.save`` file is five pickles (magic number, protocol, system info, the object, the
@@ -397,17 +345,21 @@ def scan_pickle_file(path: Path) -> PickleSummary:
     summary = PickleSummary()
     size = path.stat().st_size
     with path.open("rb") as fh:
-        first = scan_pickle_stream(fh, where="pickle", summary=summary)
+        first = scan_pickle_stream(fh, policy=policy, where="pickle", summary=summary)
         if first == _TORCH_LEGACY_MAGIC:
             for part in ("protocol version", "system info", "object", "storage keys"):
-                scan_pickle_stream(fh, where=f"torch.save {part} pickle", summary=summary)
+                scan_pickle_stream(fh, policy=policy, where=f"torch.save {part} pickle", summary=summary)
         elif fh.tell() != size:
             raise ArtifactRejected(f"pickle: {size - fh.tell()} unexpected bytes after the pickle")
     return summary
 
 
 def scan_torch_zip(
-    path: Path, entries: Iterable[zipfile.ZipInfo] | None = None, *, max_member_bytes: int = 256 * 1024 * 1024
+    path: Path,
+    entries: Iterable[zipfile.ZipInfo] | None = None,
+    *,
+    policy: PicklePolicy,
+    max_member_bytes: int = 256 * 1024 * 1024,
 ) -> PickleSummary:
     """Scan every ``.pkl`` member of a ``torch.save`` zip archive and check each storage fits its record.
 
@@ -424,7 +376,7 @@ def scan_torch_zip(
             if info.file_size > max_member_bytes:
                 raise UnsafePickle(f"{info.filename}: pickle member of {info.file_size} bytes is over the limit")
             member = PickleSummary()
-            scan_pickle_stream(io.BytesIO(archive.read(info)), where=info.filename, summary=member)
+            scan_pickle_stream(io.BytesIO(archive.read(info)), policy=policy, where=info.filename, summary=member)
             root = info.filename.rsplit("/", 1)[0] + "/" if "/" in info.filename else ""
             for key, declared in member.storage_bytes.items():
                 held = records.get(f"{root}data/{key}")

@@ -1,10 +1,12 @@
 """What an artifact *is*, decided from its bytes, never from its file name or a Content-Type.
 
-Pure standard library: the core must not import torch or onnx. Each check is structural (a zip central
-directory, a safetensors JSON header, a walk over ONNX's top-level protobuf fields), so a PNG renamed to
-``model.onnx`` or a file cut short by a failed upload is refused with a message that says what it looks like.
+The core's sniffer for the built-in formats: the fallback for backends that bring no
+:class:`~service.plugins.ArtifactInspector` of their own, and a library inspectors may call. Pure standard
+library: the core must not import torch or onnx. Each check is structural (a zip central directory, a
+safetensors JSON header, a walk over ONNX's top-level protobuf fields), so a PNG renamed to ``model.onnx`` or a
+file cut short by a failed upload is refused with a message that says what it looks like.
 
-Formats (``service.plugins.ArtifactFormat``):
+Formats it recognises (format ids; plugins may define others):
 
 - ``onnx``: a protobuf ``ModelProto`` (field 1 ``ir_version`` first, a ``graph`` field 7, every field in bounds).
 - ``torchscript``: ``torch.jit.save`` zip (``<root>/code/...`` and ``<root>/constants.pkl``).
@@ -25,10 +27,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from service.errors import ArtifactRejected
-from service.plugins.contract import ArtifactFormat
+from service.plugins.inspection import ArtifactFormat
 
 __all__ = (
     "MAX_SAFETENSORS_HEADER_BYTES",
+    "PICKLE_FORMATS",
     "onnx_external_tensor",
     "read_safetensors_header",
     "safe_zip_entries",
@@ -37,6 +40,8 @@ __all__ = (
 
 MAX_SAFETENSORS_HEADER_BYTES = 100 * 1024 * 1024
 """The safetensors library's own limit: a larger header is refused before it is read."""
+PICKLE_FORMATS: frozenset[ArtifactFormat] = frozenset({"torch_pickle_zip", "pickle"})
+"""Sniffed formats whose bytes are pickles: a backend that loads them must pre-scan them in its own inspector."""
 _MAX_ZIP_ENTRIES = 100_000
 _MAX_ONNX_NESTING = 64
 

@@ -1,6 +1,7 @@
-"""A third-party backend package, with nothing but its own pyproject and entry point, installs into the
-virtualenv, is listed by ``modelport plugins``, registers a version through ``register_version`` and is
-served over HTTP by a real server: no change to the core.
+"""A third-party backend package bringing its own artifact format (``linear_json``) and inspector, with
+nothing but its own pyproject and entry point, installs into the virtualenv, is listed by ``modelport
+plugins``, registers a version through ``register_version``, is served over HTTP by a real server, and an
+upload its inspector refuses gets a 422 with the inspector's message: no change to the core.
 
 The package is the "write your own backend" example of ``docs/plugins.md``, taken from the page itself, so
 the documentation cannot drift from what works.
@@ -95,8 +96,6 @@ async def _register_and_load(data_dir: Path, artifact: Path, x: np.ndarray) -> t
 def test_installed_listed_registered_and_served(tmp_path: Path) -> None:
     if sys.prefix == sys.base_prefix:
         pytest.skip("installs a package: runs only inside a virtualenv (.venv), never into the system Python")
-    from safetensors.numpy import save_file
-
     package = _write_example(tmp_path / "src")
     data_dir = tmp_path / "data"
     subprocess.run([*_PIP, "install", "--no-deps", "--no-build-isolation", str(package)], check=True, timeout=300)
@@ -115,12 +114,17 @@ def test_installed_listed_registered_and_served(tmp_path: Path) -> None:
         )
         assert own_tests.returncode == 0, own_tests.stdout + own_tests.stderr
 
+        from modelport_linear import MAGIC, write_linear  # installed after this process started
+
         rng = np.random.default_rng(0)
         weight = rng.standard_normal((3, 2)).astype(np.float32)
         bias = rng.standard_normal(2).astype(np.float32)
-        artifact = tmp_path / "linear.safetensors"
-        save_file({"weight": weight, "bias": bias}, str(artifact))
+        artifact = write_linear(tmp_path / "model.lin", weight, bias)
         x = rng.standard_normal((4, 3)).astype(np.float32)
+        misfit = tmp_path / "misfit.lin"
+        misfit.write_bytes(MAGIC + b'{"weight": [[1, 2], [3, 4]], "bias": [1, 2, 3]}')
+        png = tmp_path / "image.lin"
+        png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
 
         record, direct = asyncio.run(_register_and_load(data_dir, artifact, x))
         assert record["version"] == "1"
@@ -130,7 +134,19 @@ def test_installed_listed_registered_and_served(tmp_path: Path) -> None:
         }
         np.testing.assert_allclose(direct, x @ weight + bias, rtol=1e-6, atol=1e-6)
 
-        with run_server(data_dir) as server, server.client() as client:
+        with run_server(data_dir) as server, server.client() as client, server.admin() as admin:
+            for bad, message in (
+                (misfit, "linear model: weight [2, 2] and bias [3] do not fit"),
+                (png, "not a linear model: the file does not start with 'MODELPORT-LINEAR 1'"),
+            ):
+                with bad.open("rb") as fh:
+                    refused = admin.post(
+                        "/admin/models/lin/versions",
+                        files={"artifact": (bad.name, fh, "application/octet-stream")},
+                        data={"manifest": json.dumps({"backend": "linear"})},
+                    )
+                assert refused.status_code == 422, refused.text
+                assert refused.json()["error"] == message
             metadata = client.get("/v2/models/lin/versions/1")
             assert metadata.status_code == 200, metadata.text
             assert metadata.json()["platform"] == "numpy_linear"

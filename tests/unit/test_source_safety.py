@@ -37,3 +37,30 @@ def test_rules_catch_what_they_should() -> None:
     assert RULES["pickle.load/loads"].search("pickle.loads(body)")
     assert RULES["yaml.load without SafeLoader"].search("yaml.load(text)")
     assert not RULES["yaml.load without SafeLoader"].search("yaml.load(text, Loader=yaml.SafeLoader)")
+
+
+def _imported_modules(text: str) -> list[tuple[int, str]]:
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def test_the_core_never_imports_a_plugin_package() -> None:
+    core = [*ROOT.glob("service/**/*.py"), *ROOT.glob("registry_db/**/*.py")]
+    offences = [
+        f"{path.relative_to(ROOT)}:{line}: imports {module}"
+        for path in core
+        for line, module in _imported_modules(path.read_text())
+        if module.split(".", 1)[0].startswith("modelport_")
+    ]
+    assert not offences, "the core imports plugins (find them through entry points):\n" + "\n".join(offences)
+    assert _imported_modules("from modelport_zoo.demo import run_demo\nimport os") == [
+        (1, "modelport_zoo.demo"),
+        (2, "os"),
+    ]

@@ -27,6 +27,7 @@ def test_discovered_through_its_entry_point() -> None:
     info = next(i for i in default_registry().infos() if i.kind == "backend" and i.name == "onnx")
     assert info.ok and info.distribution == "modelport-onnx"
     assert isinstance(default_registry().backend("onnx"), OnnxBackend)
+    assert default_registry().backend("onnx").platform == "onnxruntime_onnx"  # V2 metadata before any load
 
 
 def test_conformance_signature_and_reference_maths(mlp: Any) -> None:

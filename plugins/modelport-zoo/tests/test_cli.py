@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -37,16 +36,29 @@ def test_plugins_table_and_json(tmp_path: Path) -> None:
     assert by_name[("backend", "pytorch")]["status"] == "ok"
 
 
-def test_demo_without_the_zoo_names_the_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = importlib.util.find_spec
+def test_demo_is_found_through_its_entry_point() -> None:
+    from modelport_zoo.entrypoints import digits
+    from service.plugins import PluginRegistry
 
-    def hide_zoo(name: str, *args: Any) -> Any:
-        return None if name == "modelport_zoo" else real(name, *args)
+    registry = PluginRegistry()
+    assert registry.demos()["digits"] is digits
+    info = next(i for i in registry.infos() if (i.kind, i.name) == ("demo", "digits"))
+    assert (info.distribution, info.ok) == ("modelport-zoo", True)
 
-    monkeypatch.setattr(importlib.util, "find_spec", hide_zoo)
+
+def test_demo_without_a_demo_plugin_names_the_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.plugins import DEMOS_GROUP, discovery
+
+    real = discovery.entry_points
+
+    def hide_demos(group: str) -> Any:
+        return [] if group == DEMOS_GROUP else real(group=group)
+
+    monkeypatch.setattr(discovery, "entry_points", hide_demos)
+    monkeypatch.setattr(discovery, "_default", None)
     result = CliRunner().invoke(cli, ["demo"], env={"MODELPORT_DATA_DIR": str(tmp_path)})
     assert result.exit_code == 1
-    assert "needs the modelport-zoo plugin" in result.output and "install plugins/modelport-zoo" in result.output
+    assert "no demo is installed" in result.output and "install plugins/modelport-zoo" in result.output
 
 
 def test_convert_state_dict_to_onnx_with_parity(tmp_path: Path) -> None:

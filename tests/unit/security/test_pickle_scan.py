@@ -1,4 +1,7 @@
-"""The pickle pre-scan: allowlisted globals only, checked on the real stack; never unpickles anything."""
+"""The pickle pre-scan library: a policy's globals only, checked on the real stack; never unpickles anything.
+
+The scans run under a fake torch-like policy (``torchlike.TORCHLIKE_POLICY``); the torch plugin tests its own.
+"""
 
 from __future__ import annotations
 
@@ -12,24 +15,30 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.errors import ArtifactRejected
-from service.security.pickle_scan import (
-    ALLOWED_GLOBALS,
-    UnsafePickle,
-    scan_pickle_bytes,
-    scan_pickle_file,
-)
+from service.security import pickle_scan
+from service.security.pickle_scan import PicklePolicy, PickleSummary, UnsafePickle
 from tests.unit.security.torchlike import (
     EMPTY_TUPLE,
     MARK,
     PROTO2,
     REDUCE,
     STOP,
+    TORCHLIKE_POLICY,
     Payload,
     global_op,
     legacy_torch_save,
     state_dict_pickle,
     unicode_op,
 )
+
+
+def scan_pickle_bytes(data: bytes) -> PickleSummary:
+    return pickle_scan.scan_pickle_bytes(data, policy=TORCHLIKE_POLICY)
+
+
+def scan_pickle_file(path: Path) -> PickleSummary:
+    return pickle_scan.scan_pickle_file(path, policy=TORCHLIKE_POLICY)
+
 
 DANGEROUS = [
     ("os", "system"),
@@ -184,20 +193,25 @@ def test_single_pickle_file_with_a_second_pickle_appended_refused(tmp_path: Path
         scan_pickle_file(path)
 
 
-def test_allowlist_mirrors_torch_weights_only_for_dense_tensors() -> None:
-    for name in (
-        "torch._utils._rebuild_tensor_v2",
-        "torch._utils._rebuild_parameter",
-        "torch.FloatStorage",
-        "torch.storage.UntypedStorage",
-        "collections.OrderedDict",
-        "torch.Size",
-        "torch.device",
-        "torch.float32",
-        "torch.bfloat16",
-    ):
-        assert name in ALLOWED_GLOBALS
-    assert not any(name.startswith(("os.", "builtins.eval", "subprocess")) for name in ALLOWED_GLOBALS)
+def test_the_policy_decides_what_passes() -> None:
+    genuine = state_dict_pickle({"w": 4})
+    with pytest.raises(UnsafePickle, match=r"references 'collections\.OrderedDict', which this backend does not"):
+        pickle_scan.scan_pickle_bytes(genuine, policy=PicklePolicy(allowed_globals=frozenset()))
+    no_storages = PicklePolicy(allowed_globals=TORCHLIKE_POLICY.allowed_globals)
+    with pytest.raises(UnsafePickle, match="'torch.FloatStorage' is not a storage type"):
+        pickle_scan.scan_pickle_bytes(genuine, policy=no_storages)
+    with pytest.raises(UnsafePickle, match="'builtins.eval', save tensors only"):
+        hinted = PicklePolicy(allowed_globals=frozenset(), refusal_hint="save tensors only")
+        pickle_scan.scan_pickle_bytes(PROTO2 + global_op("builtins", "eval") + STOP, policy=hinted)
+
+
+def test_caps_refuse_before_allocation() -> None:
+    summary = scan_pickle_bytes(state_dict_pickle({"w": 10, "b": 2}))
+    summary.check_caps(48, max_tensors=2)
+    with pytest.raises(ArtifactRejected, match="declares 2 tensors"):
+        summary.check_caps(48, max_tensors=1)
+    with pytest.raises(ArtifactRejected, match="declare 48 bytes but the artifact has only 47: refused before"):
+        summary.check_caps(47, max_tensors=2)
 
 
 # ------------------------------------------------------------------ properties: only declared errors, ever

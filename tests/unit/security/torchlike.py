@@ -2,6 +2,8 @@
 
 Pickles are assembled opcode by opcode (protocol 2, as ``torch.save`` writes them), so tests control every
 global and persistent id; the zip layout matches ``torch.save`` (``<root>/data.pkl``, ``<root>/data/<key>``).
+:data:`TORCHLIKE_POLICY` is a fake policy for the core's scanner: just the globals these files use (the real
+allow-list is the torch plugin's decision, tested there).
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from service.security.pickle_scan import PicklePolicy
+
 __all__ = (
+    "TORCHLIKE_POLICY",
     "Payload",
     "global_op",
     "int_op",
@@ -29,6 +34,23 @@ __all__ = (
 PROTO2 = b"\x80\x02"
 MARK, STOP, TUPLE, TUPLE1, REDUCE, EMPTY_TUPLE, SETITEMS = b"(", b".", b"t", b"\x85", b"R", b")", b"u"
 BINPERSID, NEWFALSE = b"Q", b"\x89"
+
+_STORAGES = {"torch.FloatStorage": 4, "torch.HalfStorage": 2, "torch.LongStorage": 8}
+TORCHLIKE_POLICY = PicklePolicy(
+    allowed_globals=frozenset(
+        {
+            "collections.OrderedDict",
+            "builtins.set",
+            "builtins.complex",
+            "_codecs.encode",
+            "torch._utils._rebuild_tensor_v2",
+            "torch.Size",
+            *_STORAGES,
+        }
+    ),
+    storage_itemsize=_STORAGES,
+    refusal_hint="which is not a tensor or plain container",
+)
 
 
 class Payload:

@@ -14,8 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import structlog
 
-from service.plugins import Backend, Engine, LoadRequest, TensorSpec
-from service.plugins.contract import ArtifactFormat
+from service.plugins import ArtifactFormat, Backend, Engine, LoadRequest, TensorSpec
 
 __all__ = ("ExternalDataRefused", "OnnxBackend", "OnnxEngine")
 
@@ -192,6 +191,7 @@ class OnnxBackend(Backend):
     """Loads single-file ONNX models into onnxruntime sessions."""
 
     formats: ClassVar[tuple[ArtifactFormat, ...]] = ("onnx",)
+    platform: ClassVar[str] = "onnxruntime_onnx"
     description: ClassVar[str] = "ONNX Runtime (all graph optimisations; CUDA/TensorRT when available, else CPU)"
 
     def load(self, request: LoadRequest) -> OnnxEngine:

@@ -4,7 +4,8 @@
 - ``torch_export``: ``torch.export.save`` programs (``.pt2``); carry a graph, so admin keys only; signature
   read from the program.
 - ``pytorch``: bare weights (safetensors preferred, else ``torch.save`` loaded with ``weights_only=True``
-  after the pickle pre-scan) poured into an architecture from ``modelport.architectures``.
+  after the pickle pre-scan of :mod:`modelport_torch.safety`) poured into an architecture from
+  ``modelport.architectures``.
 
 torch is imported inside ``load``: discovery instantiates every backend, and a server that only serves ONNX
 must not pay torch's import time and ~200 MB of RSS for backends it never uses.
@@ -18,8 +19,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
 
-from service.plugins import Backend, LoadRequest, TensorSpec
-from service.plugins.contract import ArtifactFormat
+from modelport_torch.safety import TorchWeightsInspector, scan_weights_pickles
+from service.plugins import ArtifactFormat, Backend, LoadRequest, TensorSpec
 
 if TYPE_CHECKING:
     import torch
@@ -36,6 +37,7 @@ class TorchScriptBackend(Backend):
     """TorchScript modules: ``torch.jit.load`` on the target device, frozen and optimised when possible."""
 
     formats: ClassVar[tuple[ArtifactFormat, ...]] = ("torchscript",)
+    platform: ClassVar[str] = "pytorch_torchscript"
     executes_code: ClassVar[bool] = True
     description: ClassVar[str] = "TorchScript (torch.jit) modules, frozen for inference; admin uploads only"
 
@@ -73,6 +75,7 @@ class TorchExportBackend(Backend):
     """``torch.export`` programs (``.pt2``): the signature, dynamic dims included, comes from the program."""
 
     formats: ClassVar[tuple[ArtifactFormat, ...]] = ("torch_export",)
+    platform: ClassVar[str] = "pytorch_export"
     executes_code: ClassVar[bool] = True
     description: ClassVar[str] = "torch.export programs (.pt2); admin uploads only"
 
@@ -161,29 +164,29 @@ def _fit_report(module: Any, state: Mapping[str, Any]) -> str | None:
 def load_state_dict_file(path: Any, fmt: ArtifactFormat) -> dict[str, torch.Tensor]:
     """A state_dict from a safetensors file or a ``torch.save`` file, never running pickled code.
 
-    ``torch.save`` files are pre-scanned again here (the core's guard already did; this keeps the backend
-    safe when used on its own) and then read with ``torch.load(weights_only=True)``. A checkpoint of the
-    form ``{"state_dict": {...}}`` is unwrapped.
+    ``torch.save`` files are pre-scanned again here (:class:`TorchWeightsInspector` already did at the
+    core's guard; this keeps the function safe when used on its own, as by ``modelport convert``) and then
+    read with ``torch.load(weights_only=True)``. A checkpoint of the form ``{"state_dict": {...}}`` is
+    unwrapped.
     """
     from pathlib import Path
 
     import torch
 
-    from service.security.pickle_scan import scan_pickle_file, scan_torch_zip
+    from service.plugins import ArtifactFile
 
     source = str(path)
     if fmt == "safetensors":
         from safetensors.torch import load_file
 
         return dict(load_file(source, device="cpu"))
-    if fmt == "torch_pickle_zip":
-        scan_torch_zip(Path(source))
-        state = torch.load(source, map_location="cpu", weights_only=True, mmap=True)
-    elif fmt == "pickle":
-        scan_pickle_file(Path(source))
-        state = torch.load(source, map_location="cpu", weights_only=True)
-    else:
+    if fmt not in ("torch_pickle_zip", "pickle"):
         raise ValueError(f"a state_dict cannot be read from a {fmt} artifact")
+    scan_weights_pickles(ArtifactFile(Path(source), Path(source).stat().st_size), fmt)
+    if fmt == "torch_pickle_zip":
+        state = torch.load(source, map_location="cpu", weights_only=True, mmap=True)
+    else:
+        state = torch.load(source, map_location="cpu", weights_only=True)
     if isinstance(state, Mapping) and set(state) == {"state_dict"} and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping):
@@ -198,6 +201,8 @@ class StateDictBackend(Backend):
     """Bare weights loaded into a registered architecture, exactly (``strict=True``)."""
 
     formats: ClassVar[tuple[ArtifactFormat, ...]] = ("safetensors", "torch_pickle_zip", "pickle")
+    platform: ClassVar[str] = "pytorch_state_dict"
+    inspector: ClassVar[TorchWeightsInspector] = TorchWeightsInspector()
     requires_architecture: ClassVar[bool] = True
     description: ClassVar[str] = "state_dict (safetensors preferred; torch.load weights_only) into an architecture"
 

@@ -34,6 +34,7 @@ from registry_db.records import Principal
 
 if TYPE_CHECKING:
     from service.context import Services
+    from service.plugins import DemoReport
 
 __all__ = ("DemoResult", "TrainedModel", "load_digits_784", "run_demo", "train_models")
 
@@ -70,6 +71,23 @@ class DemoResult:
     """Max abs difference between the ONNX export and PyTorch (v1)."""
     seconds: float = 0.0
     skipped: bool = False
+
+    def report(self) -> DemoReport:
+        """The lines ``modelport demo`` prints (the ``modelport.demos`` contract)."""
+        from service.plugins import DemoReport
+
+        if self.skipped:
+            return DemoReport(
+                skipped=True,
+                lines=(f"model '{MODEL}' already has versions: nothing to do (--force registers two more)",),
+            )
+        lines = [f"{MODEL} version {v}: held-out accuracy {acc:.3f}" for v, acc in self.accuracy.items()]
+        first, second = self.versions
+        lines.append(
+            f"ONNX parity (v{first}): max abs diff {self.onnx_parity:.2g}; production -> {first}; "
+            f"split {first}=90 {second}=10 ({self.seconds:.1f} s)"
+        )
+        return DemoReport(lines=tuple(lines))
 
 
 def load_digits_784() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -187,7 +205,8 @@ def _prepare_artifacts(folder: Path) -> tuple[TrainedModel, TrainedModel, Path, 
 async def run_demo(services: Services, *, skip_if_present: bool = True) -> DemoResult:
     """Train, register v1 (MLP/ONNX) and v2 (CNN/state_dict), point ``production`` at v1, split 90/10.
 
-    Used by ``modelport demo`` and ``modelport serve --demo``. Training runs in a worker thread, so the
+    Used by ``modelport demo`` and ``modelport serve --demo`` (through the ``modelport.demos`` entry point
+    :func:`modelport_zoo.entrypoints.digits`). Training runs in a worker thread, so the
     event loop stays responsive. With ``skip_if_present`` an existing ``digits`` model is left untouched.
     """
     from service.management.manifest import VersionManifest

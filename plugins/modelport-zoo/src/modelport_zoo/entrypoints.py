@@ -1,14 +1,19 @@
-"""Entry-point targets (``modelport.architectures``) that import torch only when an architecture is built.
+"""Entry-point targets (``modelport.architectures``, ``modelport.demos``) that import torch only when used.
 
 Discovery loads every entry point at start-up; pointing them here rather than at
-:mod:`modelport_zoo.architectures` keeps torch out of processes that never build a torch model.
+:mod:`modelport_zoo.architectures` or :mod:`modelport_zoo.demo` keeps torch out of processes that never build
+a torch model.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ("cnn", "mlp")
+if TYPE_CHECKING:
+    from service.context import Services
+    from service.plugins import DemoReport
+
+__all__ = ("cnn", "digits", "mlp")
 
 
 def mlp(**config: Any) -> Any:
@@ -23,3 +28,10 @@ def cnn(**config: Any) -> Any:
     from modelport_zoo.architectures import cnn as build
 
     return build(**config)
+
+
+async def digits(services: Services, *, skip_if_present: bool) -> DemoReport:
+    """Train an MLP and a CNN on scikit-learn's digits and register them as model ``digits`` (split 90/10)."""
+    from modelport_zoo.demo import run_demo
+
+    return (await run_demo(services, skip_if_present=skip_if_present)).report()
