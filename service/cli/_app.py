@@ -19,7 +19,7 @@ def cli() -> None:
     from service.observability.logging import configure_logging
 
     level = os.environ.get("MODELPORT_LOG_LEVEL", "CRITICAL").upper()
-    configure_logging(level if level in logging.getLevelNamesMapping() else "CRITICAL", "console")
+    configure_logging(level if level in logging.getLevelNamesMapping() else "CRITICAL", "console", cache=False)
 
 
 _VERB_MODULES = ("service.cli.serve_cmd", "service.cli.registry_cmds", "service.cli.plugin_cmds")

@@ -261,7 +261,7 @@ class DataPlane:
 
     def _platform(self, backend: str) -> str:
         try:
-            return str(getattr(self._plugins.backend(backend), "platform", backend))
+            return self._plugins.backend(backend).platform
         except UnknownPlugin:
             return backend
 

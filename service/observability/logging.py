@@ -42,8 +42,12 @@ def scrub_pii(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) 
     return event_dict
 
 
-def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
-    """Configure structlog and route stdlib logging (uvicorn, sqlalchemy) through the same renderer."""
+def configure_logging(level: str = "INFO", fmt: str = "json", *, cache: bool = True) -> None:
+    """Configure structlog and route stdlib logging (uvicorn, sqlalchemy) through the same renderer.
+
+    ``cache`` binds each module's logger once, on first use (servers); short-lived CLI calls skip it so that a
+    later configuration (or a test's ``capture_logs``) still reaches every logger.
+    """
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -58,7 +62,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,

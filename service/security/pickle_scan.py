@@ -53,6 +53,8 @@ _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 class UnsafePickle(ArtifactRejected):
     """The pickle references something its policy does not allow."""
 
+    status = 422
+
 
 @dataclass(frozen=True, slots=True)
 class PicklePolicy:
@@ -67,8 +69,6 @@ class PicklePolicy:
     type must also be in :attr:`allowed_globals`."""
     refusal_hint: str = "which this backend does not allow"
     """Ends the refusal message after the offending name, e.g. what the uploader should save instead."""
-
-    status = 422
 
 
 class _Mark:

@@ -47,8 +47,10 @@ class Recorder:
 
 
 @pytest.fixture
-async def app(tmp_path: Path) -> AsyncIterator[ModelportASGI]:
+async def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModelportASGI]:
     """Versions 1-3 of ``m`` (distinct MLPs); production -> 3, split 1=30 / 2=70; ``solo`` with production 1."""
+    # the server's logging setup caches loggers for the whole process: keep the test process's own
+    monkeypatch.setattr("service.app.configure_logging", lambda *args, **kwargs: None)
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         data_dir=tmp_path,
