@@ -252,9 +252,8 @@ def register(
     as_json: bool,
 ) -> None:
     """Store, verify, load, smoke-test and register ARTIFACT as a new version of model NAME."""
-    import msgspec
-
-    from service.management.manifest import VersionManifest
+    from service.errors import InvalidInput
+    from service.management.manifest import manifest_from
     from service.management.registration import register_version
 
     try:
@@ -262,7 +261,7 @@ def register(
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise click.BadParameter(f"cannot read a JSON model card: {exc}", param_hint="--card") from None
     try:
-        manifest = msgspec.convert(
+        manifest = manifest_from(
             {
                 "backend": backend,
                 "version": version,
@@ -272,11 +271,10 @@ def register(
                 "preprocessing": _json_option(preprocessing, "--preprocessing"),
                 "postprocessing": _json_option(postprocessing, "--postprocessing"),
                 "card": card_data,
-            },
-            VersionManifest,
+            }
         )
-    except msgspec.ValidationError as exc:
-        _fail(f"invalid manifest: {exc}")
+    except InvalidInput as exc:
+        _fail(exc.message)
     principal = Principal(name=_actor(), scopes=frozenset({"admin", "read"}))
     record: VersionRecord = _run(
         lambda s: register_version(s, name, artifact=artifact, manifest=manifest, principal=principal),

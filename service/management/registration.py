@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from registry_db.records import Principal, StoredArtifact, VersionRecord
-from registry_db.validation import validate_model_name, validate_version_label
+from registry_db.validation import validate_model_name
 from service.errors import ArtifactRejected, InvalidInput
 from service.inference.loader import load_engine, signature_from_specs
 from service.inference.processing import validate_processing_spec
@@ -59,9 +59,7 @@ def smoke_test(engine: Engine) -> None:
 
 
 def _check_manifest(services: Services, model_name: str, manifest: VersionManifest) -> None:
-    validate_model_name(model_name)
-    if manifest.version is not None:
-        validate_version_label(manifest.version)
+    validate_model_name(model_name)  # the manifest's own fields were checked when it was built
     try:
         backend = services.plugins.backend(manifest.backend)
     except UnknownPlugin as exc:
@@ -73,8 +71,6 @@ def _check_manifest(services: Services, model_name: str, manifest: VersionManife
             services.plugins.architecture(manifest.architecture)
         except UnknownPlugin as exc:
             raise InvalidInput(str(exc)) from None
-    validate_processing_spec(manifest.preprocessing)
-    validate_processing_spec(manifest.postprocessing)
 
 
 async def _store(services: Services, artifact: Path | AsyncIterable[bytes]) -> StoredArtifact:
@@ -86,7 +82,7 @@ async def _store(services: Services, artifact: Path | AsyncIterable[bytes]) -> S
 def _declared_signature(manifest: VersionManifest) -> dict[str, Any] | None:
     if manifest.signature is None:
         return None
-    return signature_from_specs(manifest.signature.inputs, manifest.signature.outputs)
+    return signature_from_specs(*manifest.signature.specs())
 
 
 async def register_version(

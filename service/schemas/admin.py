@@ -1,21 +1,33 @@
-"""Wire shapes of the admin API (msgspec Structs; they also drive the OpenAPI document)."""
+"""Wire shapes of the admin API.
+
+Request bodies are pydantic models with validators: they are rare, so rich checks and messages that name the
+field matter more than decoding speed, and Litestar validates them and puts their schemas (with an example
+each) in the OpenAPI document. The rules are the registry's own functions (``service.schemas.fields``,
+``registry_db.validation``), so the API, the CLI and the repository refuse the same things. Responses stay
+msgspec Structs, encoded without a validation pass.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from pydantic import AfterValidator, BaseModel, Field, StrictStr
 
 from registry_db.records import AuditRecord, ModelRecord, TrafficRecord, VersionRecord
+from registry_db.validation import SCOPES, validate_scopes, validate_splits
+from service.schemas.fields import AliasName, ExactInt, ModelName, VersionLabel, body_config
 
 __all__ = (
     "AliasBody",
     "AliasOut",
     "AuditOut",
+    "CreateKeyBody",
     "CreateModelBody",
     "ModelDetailOut",
     "ModelOut",
+    "SplitBody",
     "SplitItem",
     "StatsOut",
     "TrafficBody",
@@ -23,27 +35,70 @@ __all__ = (
     "VersionOut",
 )
 
-
-class CreateModelBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    name: str
-    description: str = ""
+_MAX_SPLIT_ARMS = 16
 
 
-class AliasBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class CreateModelBody(BaseModel):
+    """``POST /admin/models``."""
+
+    model_config = body_config({"name": "digits", "description": "Handwritten digits 0-9"})
+
+    name: ModelName
+    description: Annotated[StrictStr, Field(max_length=4096)] = ""
+
+
+class AliasBody(BaseModel):
     """``PUT /admin/models/{name}/aliases/{alias}``: point the alias at this version."""
 
-    version: str
+    model_config = body_config({"version": "2"})
+
+    version: VersionLabel
 
 
-class SplitItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class SplitBody(BaseModel):
+    """One arm of a requested split: a version and its share of unversioned traffic, in percent."""
+
+    model_config = body_config({"version": "1", "weight": 90})
+
+    version: VersionLabel
+    weight: Annotated[ExactInt, Field(ge=1, le=100, description="Percent of traffic; the weights sum to 100.")]
+
+
+def _valid_split(splits: list[SplitBody]) -> list[SplitBody]:
+    validate_splits([(s.version, s.weight) for s in splits])  # unique versions, sum 100: the registry's rule
+    return splits
+
+
+class TrafficBody(BaseModel):
+    """``PUT /admin/models/{name}/traffic``: weights are positive integers summing to 100, each version once."""
+
+    model_config = body_config({"splits": [{"version": "1", "weight": 90}, {"version": "2", "weight": 10}]})
+
+    splits: Annotated[list[SplitBody], Field(min_length=1, max_length=_MAX_SPLIT_ARMS), AfterValidator(_valid_split)]
+
+
+def _valid_scopes(scopes: list[str]) -> list[str]:
+    return list(validate_scopes(scopes))
+
+
+class CreateKeyBody(BaseModel):
+    """``POST /admin/keys``: a named key with a non-empty subset of the scopes ``admin`` and ``read``."""
+
+    model_config = body_config({"name": "dashboard", "scopes": ["read"]})
+
+    name: AliasName
+    scopes: Annotated[
+        list[StrictStr],
+        Field(min_length=1, max_length=8, json_schema_extra={"items": {"type": "string", "enum": sorted(SCOPES)}}),
+        AfterValidator(_valid_scopes),
+    ] = Field(default_factory=lambda: ["read"])
+
+
+class SplitItem(msgspec.Struct, frozen=True):
+    """One arm of a split as answered (responses; requests use :class:`SplitBody`)."""
+
     version: str
     weight: int
-
-
-class TrafficBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Weights are positive integers summing to 100."""
-
-    splits: list[SplitItem]
 
 
 class ModelOut(msgspec.Struct, frozen=True):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.integration.conftest import MLPServer
@@ -164,3 +166,57 @@ def test_openapi_lists_every_route(mlp_server: MLPServer) -> None:
         "/metrics",
     }
     assert expected <= paths, expected - paths
+
+
+def _upload(admin: httpx.Client, artifact: Path, manifest: str) -> httpx.Response:
+    with artifact.open("rb") as fh:
+        files = {"artifact": (artifact.name, fh, "application/octet-stream")}
+        return admin.post("/admin/models/mlp/versions", files=files, data={"manifest": manifest})
+
+
+@pytest.mark.parametrize(
+    ("manifest", "needle"),
+    [
+        ('{"backend": "onnx", "url": "http://x"}', "invalid manifest: url: Extra inputs are not permitted"),
+        (
+            json.dumps({"backend": "onnx", "signature": {"inputs": [{"name": "x", "datatype": "F32", "shape": [1]}]}}),
+            "invalid manifest: signature.inputs.0.datatype: unknown V2 datatype 'F32'",
+        ),
+        ('{"backend": "onnx", "version": "../2"}', "invalid manifest: version: invalid version label '../2'"),
+        ('{"backend": "onnx"', "manifest is not valid JSON"),
+    ],
+)
+def test_bad_manifests_name_the_field(mlp_server: MLPServer, manifest: str, needle: str) -> None:
+    before = _state(mlp_server)
+    with mlp_server.server.admin() as admin:
+        reply = _upload(admin, mlp_server.artifact_v1, manifest)
+    assert reply.status_code == 400 and needle in reply.json()["error"], reply.text
+    assert _state(mlp_server) == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "needle"),
+    [
+        ("PUT", "/admin/models/mlp/traffic", {"splits": [{"version": "1", "weight": 60}]}, "sum to 100, got 60"),
+        (
+            "PUT",
+            "/admin/models/mlp/traffic",
+            {"splits": [{"version": "1", "weight": 50}, {"version": "1", "weight": 50}]},
+            "appears twice",
+        ),
+        ("PUT", "/admin/models/mlp/traffic", {"splits": [{"version": "1", "weight": "100"}]}, "splits.0.weight"),
+        ("PUT", "/admin/models/mlp/aliases/production", {"version": "2", "extra": 1}, '"key":"extra"'),
+        ("PUT", "/admin/models/mlp/aliases/production", {"version": "a b"}, "invalid version label"),
+        ("POST", "/admin/models", {"name": "../etc"}, "invalid model name"),
+        ("POST", "/admin/keys", {"name": "k", "scopes": ["root"]}, "scopes must be a non-empty subset"),
+    ],
+)
+def test_bad_admin_bodies_are_400_naming_the_problem(
+    mlp_server: MLPServer, method: str, path: str, body: dict[str, object], needle: str
+) -> None:
+    before = _state(mlp_server)
+    with mlp_server.server.admin() as admin:
+        reply = admin.request(method, path, json=body)
+    assert reply.status_code == 400 and needle in reply.json()["error"], reply.text
+    assert set(reply.json()) == {"error"}
+    assert _state(mlp_server) == before

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import msgspec
 from litestar import Controller, delete, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
@@ -16,8 +15,7 @@ from registry_db.repository import Registry
 from service.api.admin._base import ADMIN_DEPENDENCIES
 from service.api.responses import errors
 from service.context import Services
-from service.errors import InvalidInput
-from service.management.manifest import VersionManifest
+from service.management.manifest import parse_manifest
 from service.management.operations import RoutingOperations
 from service.management.registration import register_version
 from service.schemas.admin import VersionOut
@@ -41,15 +39,6 @@ async def _chunks(upload: UploadFile) -> AsyncIterator[bytes]:
         yield chunk
 
 
-def _parse_manifest(raw: str) -> VersionManifest:
-    try:
-        return msgspec.json.decode(raw, type=VersionManifest)
-    except msgspec.ValidationError as exc:
-        raise InvalidInput(f"invalid manifest: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise InvalidInput(f"manifest is not valid JSON: {exc}") from None
-
-
 class VersionsController(Controller):
     path = "/admin/models/{model_name:str}/versions"
     tags = ["admin: versions"]
@@ -71,7 +60,7 @@ class VersionsController(Controller):
         data: MultipartBody[UploadForm],
     ) -> VersionOut:
         try:
-            manifest = _parse_manifest(data.manifest)
+            manifest = parse_manifest(data.manifest)
             record = await register_version(
                 services, model_name, artifact=_chunks(data.artifact), manifest=manifest, principal=admin
             )

@@ -321,6 +321,19 @@ def test_bad_json_options_are_usage_errors(env: Env, tmp_path: Path) -> None:
     assert env.call("list_models") == []
 
 
+def test_register_checks_the_manifest_like_the_api(env: Env, tmp_path: Path) -> None:
+    artifact = tmp_path / "model.onnx"
+    artifact.write_bytes(b"x")
+    bad_tensor = '{"inputs": [{"name": "x", "datatype": "FP33", "shape": [-1, 4]}]}'
+    message = env.fails("register", "m", str(artifact), "--backend", "onnx", "--signature", bad_tensor)
+    assert message.startswith("Error: invalid manifest: signature.inputs.0.datatype: unknown V2 datatype 'FP33'")
+    message = env.fails("register", "m", str(artifact), "--backend", "onnx", "--version", "../1")
+    assert "invalid manifest: version: invalid version label '../1'" in message
+    message = env.fails("register", "m", str(artifact), "--backend", "onnx", "--config", '{"hidden": 4}')
+    assert "architecture_config is given without an architecture" in message
+    assert env.call("list_models") == []
+
+
 def test_unreachable_database_is_one_line(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODELPORT_DATABASE_URL", "postgresql://postgres@127.0.0.1:1/nowhere")
     assert "unavailable" in env.fails("list")
