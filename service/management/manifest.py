@@ -48,6 +48,7 @@ _MAX_RANK = 32
 _MAX_TENSORS = 256
 _MAX_DIM = 2**31 - 1
 _DATATYPES = tuple(V2_TO_NUMPY)
+_MAX_SHOWN = 10
 
 
 def _known_datatype(value: str) -> str:
@@ -185,7 +186,9 @@ def _invalid(exc: ValidationError) -> InvalidInput:
     # a sequence whose items failed is also reported as too short: the item errors already say it all
     failed_inside = {e["loc"][:depth] for e in errors for depth in range(len(e["loc"]))}
     errors = [e for e in errors if not (e["type"] == "too_short" and e["loc"] in failed_inside)]
-    return InvalidInput("invalid manifest: " + "; ".join(_message(error) for error in errors))
+    shown = "; ".join(_message(error) for error in errors[:_MAX_SHOWN])
+    more = f"; and {len(errors) - _MAX_SHOWN} more" if len(errors) > _MAX_SHOWN else ""
+    return InvalidInput(f"invalid manifest: {shown}{more}")
 
 
 def parse_manifest(raw: str | bytes) -> VersionManifest:

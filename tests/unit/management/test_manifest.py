@@ -187,3 +187,9 @@ def test_manifest_is_frozen() -> None:
 def test_a_list_whose_items_failed_is_not_also_called_too_short() -> None:
     message = _refusal({**FULL, "signature": {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1.5]}]}})
     assert message == "invalid manifest: signature.inputs.0.shape.0: expected an integer, got float"
+
+
+def test_a_flood_of_errors_is_summarised() -> None:
+    tensors = [{"name": f"t{i}", "datatype": "FP32", "shape": ["x"]} for i in range(30)]
+    message = _refusal({**FULL, "signature": {"inputs": tensors}})
+    assert message.count("expected an integer") == 10 and message.endswith("; and 20 more")
