@@ -90,7 +90,7 @@ def measure(body: bytes, rounds: int, round_s: float = _ROUND_S) -> dict[str, fl
         "msgspec": lambda: decode_request(body),
         "pydantic": lambda: _PydanticRequest.model_validate_json(body),
         "pydantic_py": lambda: _PydanticRequest.model_validate(_to_python(body)),
-        "modelport": lambda: decode_infer_request(body, header_length=None, content_encoding=None, max_bytes=1 << 30),
+        "modelport": lambda: decode_infer_request(body, header_length=None),
     }
     same = _PydanticRequest.model_validate_json(body).inputs[0].data == decode_request(body).inputs[0].data
     assert same, "the two decoders disagree on the values"

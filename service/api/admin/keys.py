@@ -17,6 +17,7 @@ from service.schemas.admin import CreateKeyBody
 
 __all__ = ("KeysController",)
 
+
 class KeyOut(msgspec.Struct, frozen=True):
     name: str
     scopes: list[str]

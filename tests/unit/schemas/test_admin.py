@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from litestar import Litestar
-from litestar.exceptions import LitestarDeprecationWarning
 from pydantic import BaseModel, ValidationError
 
 from service.app import create_app
@@ -90,10 +88,8 @@ def test_each_body_example_is_valid(model: type[BaseModel]) -> None:
 @pytest.fixture(scope="module")
 def openapi(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     data_dir: Path = tmp_path_factory.mktemp("openapi")
-    with warnings.catch_warnings():  # the controllers' inferred dependencies: being rewritten on their own branch
-        warnings.simplefilter("ignore", LitestarDeprecationWarning)
-        app = cast(Litestar, create_app(Settings(data_dir=data_dir)).inner)
-        return app.openapi_schema.to_schema()
+    app = cast(Litestar, create_app(Settings(data_dir=data_dir)).inner)
+    return app.openapi_schema.to_schema()
 
 
 @pytest.mark.parametrize(
