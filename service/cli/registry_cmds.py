@@ -285,11 +285,11 @@ def list_cmd(name: str | None, as_json: bool) -> None:
 
     async def work(s: _Registry) -> Any:
         if name is None:
-            return await s.registry.list_models(), None, None
+            return await s.registry.catalog.list_models(), None, None
         return (
-            await s.registry.list_versions(name),
-            await s.registry.list_aliases(name),
-            await s.registry.get_traffic(name),
+            await s.registry.catalog.list_versions(name),
+            await s.registry.routing.list_aliases(name),
+            await s.registry.routing.get_traffic(name),
         )
 
     items, aliases, traffic = _run(work)
@@ -328,7 +328,7 @@ def list_cmd(name: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def show(name: str, version: str, as_json: bool) -> None:
     """Show one version: sha256, size, created_at, signature, card."""
-    record: VersionRecord = _run(lambda s: s.registry.get_version(name, version))
+    record: VersionRecord = _run(lambda s: s.registry.catalog.get_version(name, version))
     if as_json:
         _emit_json(record)
         return
@@ -351,7 +351,7 @@ def show(name: str, version: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def promote(name: str, version: str, alias: str, as_json: bool) -> None:
     """Point ALIAS (default production) of model NAME at VERSION; also how to roll back."""
-    record = _run(lambda s: s.registry.set_alias(name, alias, version, actor=_actor()))
+    record = _run(lambda s: s.registry.routing.set_alias(name, alias, version, actor=_actor()))
     if as_json:
         _emit_json(record)
     else:
@@ -368,7 +368,7 @@ def split(name: str, weights: tuple[str, ...], clear: bool, as_json: bool) -> No
     if clear:
         if weights:
             raise click.UsageError("--clear takes no VERSION=WEIGHT arguments")
-        _run(lambda s: s.registry.clear_traffic(name, actor=_actor()))
+        _run(lambda s: s.registry.routing.clear_traffic(name, actor=_actor()))
         if as_json:
             _emit_json({"model_name": name, "splits": []})
         else:
@@ -385,7 +385,7 @@ def split(name: str, weights: tuple[str, ...], clear: bool, as_json: bool) -> No
             raise click.UsageError(f"expected VERSION=WEIGHT with an integer weight, got {item!r}") from None
     if not pairs:
         raise click.UsageError("give VERSION=WEIGHT pairs, or --clear")
-    record = _run(lambda s: s.registry.set_traffic(name, pairs, actor=_actor()))
+    record = _run(lambda s: s.registry.routing.set_traffic(name, pairs, actor=_actor()))
     if as_json:
         _emit_json(record)
     else:
@@ -398,7 +398,7 @@ def split(name: str, weights: tuple[str, ...], clear: bool, as_json: bool) -> No
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def archive(name: str, version: str, as_json: bool) -> None:
     """Archive a version: no longer routable (refused while an alias or split uses it)."""
-    record = _run(lambda s: s.registry.archive_version(name, version, actor=_actor()))
+    record = _run(lambda s: s.registry.catalog.archive_version(name, version, actor=_actor()))
     if as_json:
         _emit_json(record)
     else:
@@ -423,7 +423,7 @@ def token() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print name, scopes and token as JSON.")
 def token_create(name: str, scopes: tuple[str, ...], as_json: bool) -> None:
     """Create a key. It is printed once (stdout) and only its hash is stored."""
-    key, record = _run(lambda s: s.registry.create_api_key(name, scopes or ("read",), actor=_actor()))
+    key, record = _run(lambda s: s.registry.keys.create_api_key(name, scopes or ("read",), actor=_actor()))
     if as_json:
         _emit_json({"name": record.name, "scopes": record.scopes, "token": key})
     else:
@@ -437,7 +437,7 @@ def token_create(name: str, scopes: tuple[str, ...], as_json: bool) -> None:
 @click.argument("name")
 def token_revoke(name: str) -> None:
     """Revoke a key; requests using it fail from now on."""
-    _run(lambda s: s.registry.revoke_api_key(name, actor=_actor()))
+    _run(lambda s: s.registry.keys.revoke_api_key(name, actor=_actor()))
     click.echo(f"key '{name}' revoked")
 
 
@@ -445,7 +445,7 @@ def token_revoke(name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def token_list(as_json: bool) -> None:
     """List keys (names, scopes, dates; never the keys)."""
-    keys = _run(lambda s: s.registry.list_api_keys())
+    keys = _run(lambda s: s.registry.keys.list_api_keys())
     if as_json:
         _emit_json(
             [{"name": k.name, "scopes": k.scopes, "created_at": k.created_at, "revoked_at": k.revoked_at} for k in keys]
@@ -477,7 +477,9 @@ def verify(as_json: bool) -> None:
     """Re-hash every version's artifact; exit 1 naming each mismatch or missing blob."""
 
     async def work(s: _Registry) -> list[tuple[VersionRecord, str]]:
-        return [(v, await asyncio.to_thread(_check_version, s.store, v)) for v in await s.registry.all_versions()]
+        return [
+            (v, await asyncio.to_thread(_check_version, s.store, v)) for v in await s.registry.catalog.all_versions()
+        ]
 
     results = _run(work)
     bad = [(v, status) for v, status in results if status != "ok"]
@@ -513,7 +515,7 @@ def gc(dry_run: bool, min_age_s: float, as_json: bool) -> None:
 
     async def work(s: _Registry) -> tuple[list[str], list[Path]]:
         candidates = s.store.orphans(set(), older_than_s=min_age_s)  # list blobs before reading references
-        referenced = await s.registry.referenced_sha256s()
+        referenced = await s.registry.catalog.referenced_sha256s()
         orphans = [sha for sha in candidates if sha not in referenced]
         stale = s.store.stale_temp_files(older_than_s=min_age_s)
         if not dry_run:

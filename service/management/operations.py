@@ -20,7 +20,7 @@ __all__ = ("archive", "clear_traffic", "promote", "remove_alias", "set_traffic")
 async def _ensure_servable(rt: Runtime, model: str, versions: Sequence[str]) -> None:
     assert rt.services is not None and rt.pool is not None
     for version in versions:
-        record = await rt.services.registry.get_version(model, version)
+        record = await rt.services.registry.catalog.get_version(model, version)
         if record.status != "active":
             continue  # the registry refuses it with a clear message
         try:
@@ -38,14 +38,14 @@ async def promote(rt: Runtime, model: str, alias: str, version: str, principal: 
     validate_alias(alias)
     await _ensure_servable(rt, model, [version])
     assert rt.services is not None
-    record = await rt.services.registry.set_alias(model, alias, version, actor=principal.name)
+    record = await rt.services.registry.routing.set_alias(model, alias, version, actor=principal.name)
     await _refresh(rt)
     return record
 
 
 async def remove_alias(rt: Runtime, model: str, alias: str, principal: Principal) -> None:
     assert rt.services is not None
-    await rt.services.registry.delete_alias(model, alias, actor=principal.name)
+    await rt.services.registry.routing.delete_alias(model, alias, actor=principal.name)
     await _refresh(rt)
 
 
@@ -54,19 +54,19 @@ async def set_traffic(
 ) -> TrafficRecord:
     await _ensure_servable(rt, model, [version for version, _ in splits])
     assert rt.services is not None
-    record = await rt.services.registry.set_traffic(model, splits, actor=principal.name)
+    record = await rt.services.registry.routing.set_traffic(model, splits, actor=principal.name)
     await _refresh(rt)
     return record
 
 
 async def clear_traffic(rt: Runtime, model: str, principal: Principal) -> None:
     assert rt.services is not None
-    await rt.services.registry.clear_traffic(model, actor=principal.name)
+    await rt.services.registry.routing.clear_traffic(model, actor=principal.name)
     await _refresh(rt)
 
 
 async def archive(rt: Runtime, model: str, version: str, principal: Principal) -> VersionRecord:
     assert rt.services is not None
-    record = await rt.services.registry.archive_version(model, version, actor=principal.name)
+    record = await rt.services.registry.catalog.archive_version(model, version, actor=principal.name)
     await _refresh(rt)
     return record

@@ -28,4 +28,4 @@ class AuditController(Controller):
         model: str | None = Parameter(default=None, max_length=64),
     ) -> list[AuditOut]:
         assert rt.services is not None
-        return [AuditOut.of(a) for a in await rt.services.registry.list_audit(limit=limit, model=model)]
+        return [AuditOut.of(a) for a in await rt.services.registry.audit.list_audit(limit=limit, model=model)]

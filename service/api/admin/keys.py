@@ -52,15 +52,15 @@ class KeysController(Controller):
         if unknown or not data.scopes:
             raise InvalidInput(f"scopes must be a non-empty subset of {sorted(_SCOPES)}, got {data.scopes}")
         assert rt.services is not None
-        token, record = await rt.services.registry.create_api_key(data.name, tuple(data.scopes), actor=admin.name)
+        token, record = await rt.services.registry.keys.create_api_key(data.name, tuple(data.scopes), actor=admin.name)
         return CreatedKeyOut(record.name, list(record.scopes), token)
 
     @get("", summary="List API keys (never the keys themselves)", responses=errors(401, 403, 503))
     async def list_keys(self, rt: Runtime, admin: Principal) -> list[KeyOut]:
         assert rt.services is not None
-        return [KeyOut.of(k) for k in await rt.services.registry.list_api_keys()]
+        return [KeyOut.of(k) for k in await rt.services.registry.keys.list_api_keys()]
 
     @delete("/{name:str}", summary="Revoke an API key", status_code=204, responses=errors(401, 403, 404, 503))
     async def revoke(self, rt: Runtime, admin: Principal, name: str) -> None:
         assert rt.services is not None
-        await rt.services.registry.revoke_api_key(name, actor=admin.name)
+        await rt.services.registry.keys.revoke_api_key(name, actor=admin.name)

@@ -21,12 +21,14 @@ class ModelsController(Controller):
     @get("", summary="List models", responses=errors(401, 403, 503))
     async def list_models(self, rt: Runtime, reader: Principal) -> list[ModelOut]:
         assert rt.services is not None
-        return [ModelOut.of(m) for m in await rt.services.registry.list_models()]
+        return [ModelOut.of(m) for m in await rt.services.registry.catalog.list_models()]
 
     @post("", summary="Create a model", status_code=201, responses=errors(400, 401, 403, 409, 503))
     async def create_model(self, rt: Runtime, admin: Principal, data: CreateModelBody) -> ModelOut:
         assert rt.services is not None
-        record = await rt.services.registry.create_model(data.name, description=data.description, actor=admin.name)
+        record = await rt.services.registry.catalog.create_model(
+            data.name, description=data.description, actor=admin.name
+        )
         return ModelOut.of(record)
 
     @get(
@@ -37,10 +39,10 @@ class ModelsController(Controller):
     async def get_model(self, rt: Runtime, reader: Principal, model_name: str) -> ModelDetailOut:
         assert rt.services is not None
         registry = rt.services.registry
-        model = await registry.get_model(model_name)
-        versions = await registry.list_versions(model_name)
-        aliases = await registry.list_aliases(model_name)
-        traffic = await registry.get_traffic(model_name)
+        model = await registry.catalog.get_model(model_name)
+        versions = await registry.catalog.list_versions(model_name)
+        aliases = await registry.routing.list_aliases(model_name)
+        traffic = await registry.routing.get_traffic(model_name)
         return ModelDetailOut(
             model=ModelOut.of(model),
             versions=[VersionOut.of(v) for v in versions],

@@ -38,8 +38,8 @@ class RoutingController(Controller):
     @get("/traffic", summary="Current traffic split", responses=errors(401, 403, 404, 503))
     async def get_traffic(self, rt: Runtime, reader: Principal, model_name: str) -> TrafficOut:
         assert rt.services is not None
-        await rt.services.registry.get_model(model_name)
-        return TrafficOut.of(await rt.services.registry.get_traffic(model_name), model_name)
+        await rt.services.registry.catalog.get_model(model_name)
+        return TrafficOut.of(await rt.services.registry.routing.get_traffic(model_name), model_name)
 
     @put(
         "/traffic",
@@ -66,8 +66,8 @@ class RoutingController(Controller):
     )
     async def stats(self, rt: Runtime, reader: Principal, model_name: str) -> StatsOut:
         assert rt.services is not None
-        await rt.services.registry.get_model(model_name)
-        traffic = await rt.services.registry.get_traffic(model_name)
+        await rt.services.registry.catalog.get_model(model_name)
+        traffic = await rt.services.registry.routing.get_traffic(model_name)
         versions = rt.stats.for_model(model_name)
         splits = [SplitItem(e.version, e.weight) for e in traffic.splits] if traffic else []
         return StatsOut(

@@ -84,7 +84,7 @@ class VersionsController(Controller):
     @get("", summary="List versions", responses=errors(401, 403, 404, 503))
     async def list_versions(self, rt: Runtime, reader: Principal, model_name: str) -> list[VersionOut]:
         assert rt.services is not None
-        return [VersionOut.of(v) for v in await rt.services.registry.list_versions(model_name)]
+        return [VersionOut.of(v) for v in await rt.services.registry.catalog.list_versions(model_name)]
 
     @get(
         "/{version:str}",
@@ -93,7 +93,7 @@ class VersionsController(Controller):
     )
     async def show(self, rt: Runtime, reader: Principal, model_name: str, version: str) -> VersionOut:
         assert rt.services is not None
-        return VersionOut.of(await rt.services.registry.get_version(model_name, version))
+        return VersionOut.of(await rt.services.registry.catalog.get_version(model_name, version))
 
     @delete(
         "/{version:str}",

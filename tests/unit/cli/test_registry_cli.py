@@ -59,10 +59,13 @@ class Env:
         return open_artifact_store(self.settings)
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call ``method`` (``"<repository>.<method>"``, e.g. ``"catalog.add_version"``) on a fresh registry."""
+        repository, name = method.split(".")
+
         async def run() -> Any:
             registry = Registry(create_engine(self.url))
             try:
-                return await getattr(registry, method)(*args, **kwargs)
+                return await getattr(getattr(registry, repository), name)(*args, **kwargs)
             finally:
                 await registry.close()
 
@@ -77,7 +80,7 @@ class Env:
 
         stored = asyncio.run(put())
         record: VersionRecord = self.call(
-            "add_version",
+            "catalog.add_version",
             model,
             version=version,
             backend="onnx",
@@ -112,8 +115,8 @@ def test_list_and_show(env: Env) -> None:
     data = b"onnx-bytes" * 300
     env.seed("digits", data)
     env.seed("digits", b"second")
-    env.call("set_alias", "digits", "production", "1", actor="t")
-    env.call("set_traffic", "digits", [("1", 90), ("2", 10)], actor="t")
+    env.call("routing.set_alias", "digits", "production", "1", actor="t")
+    env.call("routing.set_traffic", "digits", [("1", 90), ("2", 10)], actor="t")
     models = env.ok("list").stdout
     assert "digits" in models
     table = env.ok("list", "digits").stdout.splitlines()
@@ -149,7 +152,7 @@ def test_promote_split_archive_with_audit(env: Env) -> None:
     assert "traffic split" in env.fails("archive", "m", "1", "--json")
     assert env.ok("archive", "m", "3").stdout.strip() == "m version 3: archived"
     assert env.ok("split", "m", "--clear").stdout.strip() == "m: split cleared"
-    audit = env.call("list_audit", model="m")
+    audit = env.call("audit.list_audit", model="m")
     cli_rows = [a for a in audit if a.actor == ACTOR]
     assert [a.action for a in reversed(cli_rows)] == [
         "alias.set",
@@ -159,7 +162,7 @@ def test_promote_split_archive_with_audit(env: Env) -> None:
         "version.archive",
         "traffic.clear",
     ]
-    routing = env.call("routing_snapshot").models["m"]
+    routing = env.call("routing.routing_snapshot").models["m"]
     assert routing.aliases == {"production": "2", "staging": "2"} and routing.splits == ()
 
 
@@ -182,9 +185,9 @@ def test_promote_split_archive_with_audit(env: Env) -> None:
 def test_refusals_are_one_clear_line_and_write_nothing(env: Env, args: list[str], message: str) -> None:
     env.seed("m", b"one")
     env.seed("m", b"two")
-    before = (env.call("list_audit", limit=1000), env.call("generation"))
+    before = (env.call("audit.list_audit", limit=1000), env.call("routing.generation"))
     assert message in env.fails(*args)
-    assert (env.call("list_audit", limit=1000), env.call("generation")) == before
+    assert (env.call("audit.list_audit", limit=1000), env.call("routing.generation")) == before
 
 
 @pytest.mark.parametrize(
@@ -197,22 +200,22 @@ def test_split_usage_errors(env: Env, args: list[str]) -> None:
 def test_tokens(env: Env) -> None:
     created = json.loads(env.ok("token", "create", "ops", "--scope", "admin", "--json").stdout)
     assert created["name"] == "ops" and created["scopes"] == ["admin"] and created["token"].startswith("mp_")
-    principal = env.call("authenticate", created["token"])
+    principal = env.call("keys.authenticate", created["token"])
     assert principal is not None and principal.has("admin")
     plain = env.ok("token", "create", "dash")
     reader = plain.stdout.strip()
     assert reader.startswith("mp_") and "read" in plain.stderr
-    reader_principal = env.call("authenticate", reader)
+    reader_principal = env.call("keys.authenticate", reader)
     assert reader_principal is not None and not reader_principal.has("admin")
     assert "already exists" in env.fails("token", "create", "ops")
     assert env.invoke("token", "create", "x", "--scope", "root").exit_code == 2
     listing = env.ok("token", "list").stdout
     assert "ops" in listing and "dash" in listing and created["token"] not in listing
     assert env.ok("token", "revoke", "ops").stdout.strip() == "key 'ops' revoked"
-    assert env.call("authenticate", created["token"]) is None
+    assert env.call("keys.authenticate", created["token"]) is None
     keys = {k["name"]: k for k in json.loads(env.ok("token", "list", "--json").stdout)}
     assert keys["ops"]["revoked_at"] and keys["dash"]["revoked_at"] is None
-    assert {a.actor for a in env.call("list_audit", limit=100) if a.action.startswith("key.")} == {ACTOR}
+    assert {a.actor for a in env.call("audit.list_audit", limit=100) if a.action.startswith("key.")} == {ACTOR}
 
 
 def test_verify_names_each_mismatch(env: Env) -> None:
@@ -300,7 +303,7 @@ def test_bad_json_options_are_usage_errors(env: Env, tmp_path: Path) -> None:
     card = tmp_path / "card.json"
     card.write_text("not json")
     assert "--card" in env.fails("register", "m", str(artifact), "--backend", "onnx", "--card", str(card), code=2)
-    assert env.call("list_models") == []
+    assert env.call("catalog.list_models") == []
 
 
 def test_unreachable_database_is_one_line(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:

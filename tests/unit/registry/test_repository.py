@@ -46,45 +46,45 @@ async def row_counts(reg: Registry) -> dict[str, int]:
 
 async def footprint(reg: Registry) -> tuple[Any, ...]:
     """Everything a refused call must leave unchanged: row counts, contents, audit and generation."""
-    models = await reg.list_models()
-    versions = [await reg.list_versions(m.name) for m in models]
-    aliases = [await reg.list_aliases(m.name) for m in models]
-    traffic = [await reg.get_traffic(m.name) for m in models]
-    return (await row_counts(reg), models, versions, aliases, traffic, await reg.generation())
+    models = await reg.catalog.list_models()
+    versions = [await reg.catalog.list_versions(m.name) for m in models]
+    aliases = [await reg.routing.list_aliases(m.name) for m in models]
+    traffic = [await reg.routing.get_traffic(m.name) for m in models]
+    return (await row_counts(reg), models, versions, aliases, traffic, await reg.routing.generation())
 
 
 # -- versions ---------------------------------------------------------------------------------------
 async def test_versions_number_from_one_and_labels(registry: Registry) -> None:
-    v1 = await registry.add_version("digits", version=None, **version_kwargs())
-    v2 = await registry.add_version("digits", version=None, **version_kwargs())
-    beta = await registry.add_version("digits", version="beta-1", **version_kwargs())
-    v4 = await registry.add_version("digits", version=None, **version_kwargs())
+    v1 = await registry.catalog.add_version("digits", version=None, **version_kwargs())
+    v2 = await registry.catalog.add_version("digits", version=None, **version_kwargs())
+    beta = await registry.catalog.add_version("digits", version="beta-1", **version_kwargs())
+    v4 = await registry.catalog.add_version("digits", version=None, **version_kwargs())
     assert [v1.version, v2.version, beta.version, v4.version] == ["1", "2", "beta-1", "4"]
-    assert [v.number for v in await registry.list_versions("digits")] == [1, 2, 3, 4]
-    shown = await registry.get_version("digits", "2")
+    assert [v.number for v in await registry.catalog.list_versions("digits")] == [1, 2, 3, 4]
+    shown = await registry.catalog.get_version("digits", "2")
     assert shown.sha256 == SHA and shown.size_bytes == 10 and shown.storage_path == f"sha256/ab/{SHA}"
     assert shown.card == {"summary": "x"} and shown.created_by == "tester" and shown.status == "active"
     assert shown.created_at.tzinfo is not None and shown.created_at.utcoffset() == timedelta(0)
     assert abs(datetime.now(UTC) - shown.created_at) < timedelta(minutes=5)
-    model = await registry.get_model("digits")
+    model = await registry.catalog.get_model("digits")
     assert model.created_at.tzinfo is not None and model.updated_at >= model.created_at
 
 
 async def test_big_artifact_sizes_fit(registry: Registry) -> None:
     five_gib = 5 * 1024**3
-    record = await registry.add_version("big", version=None, **version_kwargs(size_bytes=five_gib))
-    assert (await registry.get_version("big", record.version)).size_bytes == five_gib
+    record = await registry.catalog.add_version("big", version=None, **version_kwargs(size_bytes=five_gib))
+    assert (await registry.catalog.get_version("big", record.version)).size_bytes == five_gib
 
 
 async def test_numeric_labels_are_reserved_for_numbering(registry: Registry) -> None:
     before = await footprint(registry)
     with pytest.raises(InvalidName, match="numeric"):
-        await registry.add_version("m", version="7", **version_kwargs())
+        await registry.catalog.add_version("m", version="7", **version_kwargs())
     with pytest.raises(InvalidName, match="numeric"):
-        await registry.add_version("m", version="01", **version_kwargs())
+        await registry.catalog.add_version("m", version="01", **version_kwargs())
     assert await footprint(registry) == before
-    first = await registry.add_version("m", version="1", **version_kwargs())  # the number it gets anyway
-    second = await registry.add_version("m", version=None, **version_kwargs())
+    first = await registry.catalog.add_version("m", version="1", **version_kwargs())  # the number it gets anyway
+    second = await registry.catalog.add_version("m", version=None, **version_kwargs())
     assert (first.version, first.number, second.version, second.number) == ("1", 1, "2", 2)
 
 
@@ -92,11 +92,11 @@ async def test_numeric_labels_are_reserved_for_numbering(registry: Registry) -> 
 async def test_bad_model_names_refused_and_nothing_written(registry: Registry, name: str) -> None:
     before = await footprint(registry)
     with pytest.raises(InvalidName):
-        await registry.add_version(name, version=None, **version_kwargs())
+        await registry.catalog.add_version(name, version=None, **version_kwargs())
     with pytest.raises(InvalidName):
-        await registry.create_model(name, actor="t")
+        await registry.catalog.create_model(name, actor="t")
     with pytest.raises(InvalidName):
-        await registry.get_model(name)
+        await registry.catalog.get_model(name)
     assert await footprint(registry) == before
 
 
@@ -104,7 +104,7 @@ async def test_bad_model_names_refused_and_nothing_written(registry: Registry, n
 async def test_bad_version_labels_refused(registry: Registry, label: str) -> None:
     before = await footprint(registry)
     with pytest.raises(InvalidName):
-        await registry.add_version("m", version=label, **version_kwargs())
+        await registry.catalog.add_version("m", version=label, **version_kwargs())
     assert await footprint(registry) == before
 
 
@@ -128,44 +128,44 @@ async def test_bad_version_labels_refused(registry: Registry, label: str) -> Non
 async def test_bad_version_fields_refused(registry: Registry, overrides: dict[str, Any]) -> None:
     before = await footprint(registry)
     with pytest.raises(InvalidName):
-        await registry.add_version("m", version=None, **version_kwargs(**overrides))
+        await registry.catalog.add_version("m", version=None, **version_kwargs(**overrides))
     assert await footprint(registry) == before
 
 
 async def test_duplicate_label_refused(registry: Registry) -> None:
-    await registry.add_version("m", version="a", **version_kwargs())
+    await registry.catalog.add_version("m", version="a", **version_kwargs())
     before = await footprint(registry)
     with pytest.raises(DuplicateKey):
-        await registry.add_version("m", version="a", **version_kwargs())
+        await registry.catalog.add_version("m", version="a", **version_kwargs())
     with pytest.raises(DuplicateKey):
-        await registry.create_model("m", actor="t")
+        await registry.catalog.create_model("m", actor="t")
     assert await footprint(registry) == before
-    other = await registry.add_version("other", version="a", **version_kwargs())  # labels are per model
+    other = await registry.catalog.add_version("other", version="a", **version_kwargs())  # labels are per model
     assert other.version == "a" and other.number == 1
 
 
 async def test_unknown_model_or_version(registry: Registry) -> None:
-    await registry.add_version("m", version=None, **version_kwargs())
+    await registry.catalog.add_version("m", version=None, **version_kwargs())
     before = await footprint(registry)
     with pytest.raises(NotFound):
-        await registry.add_version("new", version=None, create_model=False, **version_kwargs())
+        await registry.catalog.add_version("new", version=None, create_model=False, **version_kwargs())
     with pytest.raises(NotFound):
-        await registry.get_version("m", "9")
+        await registry.catalog.get_version("m", "9")
     with pytest.raises(NotFound):
-        await registry.list_versions("nope")
+        await registry.catalog.list_versions("nope")
     with pytest.raises(NotFound):
-        await registry.archive_version("m", "9", actor="t")
+        await registry.catalog.archive_version("m", "9", actor="t")
     with pytest.raises(NotFound):
-        await registry.delete_alias("m", "production", actor="t")
+        await registry.routing.delete_alias("m", "production", actor="t")
     assert await footprint(registry) == before
 
 
 async def test_create_model_then_versions(registry: Registry) -> None:
-    created = await registry.create_model("m", description="digits classifier", actor="t")
+    created = await registry.catalog.create_model("m", description="digits classifier", actor="t")
     assert created.description == "digits classifier"
-    version = await registry.add_version("m", version=None, create_model=False, **version_kwargs())
+    version = await registry.catalog.add_version("m", version=None, create_model=False, **version_kwargs())
     assert version.version == "1"
-    assert [m.name for m in await registry.list_models()] == ["m"]
+    assert [m.name for m in await registry.catalog.list_models()] == ["m"]
 
 
 # -- routing rules ----------------------------------------------------------------------------------
@@ -184,92 +184,92 @@ async def test_create_model_then_versions(registry: Registry) -> None:
     ],
 )
 async def test_bad_splits_refused(registry: Registry, splits: list[tuple[str, Any]]) -> None:
-    await registry.add_version("m", version=None, **version_kwargs())
-    await registry.add_version("m", version=None, **version_kwargs())
-    await registry.add_version("other", version="x-of-other", **version_kwargs())
+    await registry.catalog.add_version("m", version=None, **version_kwargs())
+    await registry.catalog.add_version("m", version=None, **version_kwargs())
+    await registry.catalog.add_version("other", version="x-of-other", **version_kwargs())
     before = await footprint(registry)
     with pytest.raises((InvalidName, NotFound)):
-        await registry.set_traffic("m", splits, actor="t")
+        await registry.routing.set_traffic("m", splits, actor="t")
     assert await footprint(registry) == before
 
 
 async def test_alias_split_archive_rules(registry: Registry) -> None:
     for _ in range(3):
-        await registry.add_version("m", version=None, **version_kwargs())
-    await registry.add_version("other", version=None, **version_kwargs())
-    await registry.set_alias("m", "production", "1", actor="t")
-    await registry.set_traffic("m", [("1", 80), ("2", 20)], actor="t")
+        await registry.catalog.add_version("m", version=None, **version_kwargs())
+    await registry.catalog.add_version("other", version=None, **version_kwargs())
+    await registry.routing.set_alias("m", "production", "1", actor="t")
+    await registry.routing.set_traffic("m", [("1", 80), ("2", 20)], actor="t")
     with pytest.raises(NotFound):
-        await registry.set_alias("m", "staging", "7", actor="t")
+        await registry.routing.set_alias("m", "staging", "7", actor="t")
     with pytest.raises(Conflict, match="alias 'production'"):
-        await registry.archive_version("m", "1", actor="t")
+        await registry.catalog.archive_version("m", "1", actor="t")
     with pytest.raises(Conflict, match="traffic split"):
-        await registry.archive_version("m", "2", actor="t")
-    archived = await registry.archive_version("m", "3", actor="t")
+        await registry.catalog.archive_version("m", "2", actor="t")
+    archived = await registry.catalog.archive_version("m", "3", actor="t")
     assert archived.status == "archived"
     before = await footprint(registry)
-    assert (await registry.archive_version("m", "3", actor="t")).status == "archived"  # idempotent, silent
+    assert (await registry.catalog.archive_version("m", "3", actor="t")).status == "archived"  # idempotent, silent
     with pytest.raises(Conflict, match="archived"):
-        await registry.set_alias("m", "production", "3", actor="t")
+        await registry.routing.set_alias("m", "production", "3", actor="t")
     with pytest.raises(Conflict, match="archived"):
-        await registry.set_traffic("m", [("3", 100)], actor="t")
+        await registry.routing.set_traffic("m", [("3", 100)], actor="t")
     with pytest.raises(NotFound):
-        await registry.set_alias("nope", "production", "1", actor="t")
+        await registry.routing.set_alias("nope", "production", "1", actor="t")
     with pytest.raises(InvalidName):
-        await registry.set_alias("m", "../prod", "1", actor="t")
+        await registry.routing.set_alias("m", "../prod", "1", actor="t")
     assert await footprint(registry) == before
-    snapshot = await registry.routing_snapshot()
+    snapshot = await registry.routing.routing_snapshot()
     assert snapshot.models["m"].aliases == {"production": "1"}
     assert [(e.version, e.weight) for e in snapshot.models["m"].splits] == [("1", 80), ("2", 20)]
     assert snapshot.models["m"].active_versions == ("1", "2")
     assert snapshot.models["other"].active_versions == ("1",) and snapshot.models["other"].aliases == {}
-    await registry.clear_traffic("m", actor="t")
-    await registry.delete_alias("m", "production", actor="t")
-    assert (await registry.routing_snapshot()).models["m"].aliases == {}
-    assert await registry.get_traffic("m") is None
-    await registry.archive_version("m", "1", actor="t")  # free now
+    await registry.routing.clear_traffic("m", actor="t")
+    await registry.routing.delete_alias("m", "production", actor="t")
+    assert (await registry.routing.routing_snapshot()).models["m"].aliases == {}
+    assert await registry.routing.get_traffic("m") is None
+    await registry.catalog.archive_version("m", "1", actor="t")  # free now
 
 
 async def test_shadow_version_recorded_and_protected(registry: Registry) -> None:
     for _ in range(3):
-        await registry.add_version("m", version=None, **version_kwargs())
+        await registry.catalog.add_version("m", version=None, **version_kwargs())
     before = await footprint(registry)
     for bad in [("1", 10), ("3", 0), ("3", 101), ("9", 10)]:
         with pytest.raises((InvalidName, NotFound)):
-            await registry.set_traffic("m", [("1", 50), ("2", 50)], shadow=bad, actor="t")
+            await registry.routing.set_traffic("m", [("1", 50), ("2", 50)], shadow=bad, actor="t")
     assert await footprint(registry) == before
-    record = await registry.set_traffic("m", [("1", 50), ("2", 50)], shadow=("3", 25), actor="t")
+    record = await registry.routing.set_traffic("m", [("1", 50), ("2", 50)], shadow=("3", 25), actor="t")
     assert (record.shadow_version, record.shadow_percent) == ("3", 25)
-    stored = await registry.get_traffic("m")
+    stored = await registry.routing.get_traffic("m")
     assert stored == record
     with pytest.raises(Conflict):
-        await registry.archive_version("m", "3", actor="t")
+        await registry.catalog.archive_version("m", "3", actor="t")
 
 
 async def test_alias_moves_between_versions_of_its_own_model_only(registry: Registry) -> None:
-    await registry.add_version("a", version="blue", **version_kwargs())
-    await registry.add_version("b", version="green", **version_kwargs())
+    await registry.catalog.add_version("a", version="blue", **version_kwargs())
+    await registry.catalog.add_version("b", version="green", **version_kwargs())
     with pytest.raises(NotFound):
-        await registry.set_alias("a", "production", "green", actor="t")
-    record = await registry.set_alias("a", "production", "blue", actor="t")
+        await registry.routing.set_alias("a", "production", "green", actor="t")
+    record = await registry.routing.set_alias("a", "production", "blue", actor="t")
     assert (record.model_name, record.alias, record.version) == ("a", "production", "blue")
-    assert [a.alias for a in await registry.list_aliases("b")] == []
+    assert [a.alias for a in await registry.routing.list_aliases("b")] == []
 
 
 # -- audit and generation ---------------------------------------------------------------------------
 async def test_every_mutation_is_audited_with_before_and_after(registry: Registry) -> None:
-    await registry.create_model("m", description="d", actor="alice")
-    await registry.add_version("m", version=None, **version_kwargs(actor="alice"))
-    await registry.add_version("m", version=None, **version_kwargs(actor="alice"))
-    await registry.set_alias("m", "production", "1", actor="alice")
-    await registry.set_alias("m", "production", "2", actor="bob")
-    await registry.set_traffic("m", [("1", 90), ("2", 10)], actor="bob")
-    await registry.clear_traffic("m", actor="bob")
-    await registry.delete_alias("m", "production", actor="bob")
-    await registry.archive_version("m", "1", actor="carol")
-    await registry.create_api_key("ops", ["admin"], actor="carol")
-    await registry.revoke_api_key("ops", actor="carol")
-    audit = list(reversed(await registry.list_audit(limit=1000)))
+    await registry.catalog.create_model("m", description="d", actor="alice")
+    await registry.catalog.add_version("m", version=None, **version_kwargs(actor="alice"))
+    await registry.catalog.add_version("m", version=None, **version_kwargs(actor="alice"))
+    await registry.routing.set_alias("m", "production", "1", actor="alice")
+    await registry.routing.set_alias("m", "production", "2", actor="bob")
+    await registry.routing.set_traffic("m", [("1", 90), ("2", 10)], actor="bob")
+    await registry.routing.clear_traffic("m", actor="bob")
+    await registry.routing.delete_alias("m", "production", actor="bob")
+    await registry.catalog.archive_version("m", "1", actor="carol")
+    await registry.keys.create_api_key("ops", ["admin"], actor="carol")
+    await registry.keys.revoke_api_key("ops", actor="carol")
+    audit = list(reversed(await registry.audit.list_audit(limit=1000)))
     assert [(a.action, a.target, a.actor) for a in audit] == [
         ("model.create", "m", "alice"),
         ("version.register", "m:1", "alice"),
@@ -290,34 +290,34 @@ async def test_every_mutation_is_audited_with_before_and_after(registry: Registr
     assert audit[8].details == {"before": "active", "after": "archived"}
     assert audit[1].details["after"]["sha256"] == SHA and audit[1].details["before"] is None
     assert all(a.at.tzinfo is not None for a in audit)
-    assert [a.action for a in await registry.list_audit(limit=2)] == ["key.revoke", "key.create"]
+    assert [a.action for a in await registry.audit.list_audit(limit=2)] == ["key.revoke", "key.create"]
 
 
 async def test_audit_filter_by_model_is_literal(registry: Registry) -> None:
-    await registry.add_version("a_b", version=None, **version_kwargs())
-    await registry.add_version("axb", version=None, **version_kwargs())
-    assert {a.target for a in await registry.list_audit(model="a_b")} == {"a_b", "a_b:1"}
+    await registry.catalog.add_version("a_b", version=None, **version_kwargs())
+    await registry.catalog.add_version("axb", version=None, **version_kwargs())
+    assert {a.target for a in await registry.audit.list_audit(model="a_b")} == {"a_b", "a_b:1"}
 
 
 async def test_generation_moves_with_every_routing_change_only(registry: Registry) -> None:
-    seen = [await registry.generation()]
+    seen = [await registry.routing.generation()]
 
     async def step(call: Any) -> None:
         await call
-        seen.append(await registry.generation())
+        seen.append(await registry.routing.generation())
 
-    await step(registry.add_version("m", version=None, **version_kwargs()))
-    await step(registry.add_version("m", version=None, **version_kwargs()))
-    await step(registry.set_alias("m", "production", "1", actor="t"))
-    await step(registry.set_traffic("m", [("1", 50), ("2", 50)], actor="t"))
-    await step(registry.clear_traffic("m", actor="t"))
-    await step(registry.delete_alias("m", "production", actor="t"))
-    await step(registry.archive_version("m", "2", actor="t"))
+    await step(registry.catalog.add_version("m", version=None, **version_kwargs()))
+    await step(registry.catalog.add_version("m", version=None, **version_kwargs()))
+    await step(registry.routing.set_alias("m", "production", "1", actor="t"))
+    await step(registry.routing.set_traffic("m", [("1", 50), ("2", 50)], actor="t"))
+    await step(registry.routing.clear_traffic("m", actor="t"))
+    await step(registry.routing.delete_alias("m", "production", actor="t"))
+    await step(registry.catalog.archive_version("m", "2", actor="t"))
     assert seen == list(range(seen[0], seen[0] + 8))
-    await registry.create_api_key("k", ["read"], actor="t")
-    await registry.clear_traffic("m", actor="t")  # nothing to clear: no change, no audit, no bump
-    assert await registry.generation() == seen[-1]
-    assert (await registry.routing_snapshot()).generation == seen[-1]
+    await registry.keys.create_api_key("k", ["read"], actor="t")
+    await registry.routing.clear_traffic("m", actor="t")  # nothing to clear: no change, no audit, no bump
+    assert await registry.routing.generation() == seen[-1]
+    assert (await registry.routing.routing_snapshot()).generation == seen[-1]
 
 
 async def test_postgres_notifies_the_new_generation(fresh_pg_url: str) -> None:
@@ -329,14 +329,14 @@ async def test_postgres_notifies_the_new_generation(fresh_pg_url: str) -> None:
     received: asyncio.Queue[str] = asyncio.Queue()
     try:
         await listener.add_listener(NOTIFY_CHANNEL, lambda *args: received.put_nowait(args[-1]))
-        await registry.add_version("m", version=None, **version_kwargs())
-        await registry.set_alias("m", "production", "1", actor="t")
+        await registry.catalog.add_version("m", version=None, **version_kwargs())
+        await registry.routing.set_alias("m", "production", "1", actor="t")
         payloads = [await asyncio.wait_for(received.get(), 10) for _ in range(2)]
-        assert payloads == [str(await registry.generation() - 1), str(await registry.generation())]
+        assert payloads == [str(await registry.routing.generation() - 1), str(await registry.routing.generation())]
         with pytest.raises(NotFound):  # refused: rolled back, so nothing is notified
-            await registry.set_alias("m", "production", "9", actor="t")
-        await registry.set_alias("m", "staging", "1", actor="t")
-        assert await asyncio.wait_for(received.get(), 10) == str(await registry.generation())
+            await registry.routing.set_alias("m", "production", "9", actor="t")
+        await registry.routing.set_alias("m", "staging", "1", actor="t")
+        assert await asyncio.wait_for(received.get(), 10) == str(await registry.routing.generation())
     finally:
         await listener.close()
         await registry.close()
@@ -345,57 +345,58 @@ async def test_postgres_notifies_the_new_generation(fresh_pg_url: str) -> None:
 # -- concurrency inside one process -----------------------------------------------------------------
 async def test_concurrent_registrations_get_gap_free_numbers(registry: Registry) -> None:
     records = await asyncio.gather(
-        *(registry.add_version("race", version=None, **version_kwargs(actor=f"w{i}")) for i in range(16))
+        *(registry.catalog.add_version("race", version=None, **version_kwargs(actor=f"w{i}")) for i in range(16))
     )
     assert sorted(r.number for r in records) == list(range(1, 17))
     assert sorted(int(r.version) for r in records) == list(range(1, 17))
-    assert len([a for a in await registry.list_audit(limit=100) if a.action == "model.create"]) == 1
+    assert len([a for a in await registry.audit.list_audit(limit=100) if a.action == "model.create"]) == 1
 
 
 async def test_concurrent_same_label_one_wins(registry: Registry) -> None:
     results = await asyncio.gather(
-        *(registry.add_version("race", version="rc", **version_kwargs()) for _ in range(6)), return_exceptions=True
+        *(registry.catalog.add_version("race", version="rc", **version_kwargs()) for _ in range(6)),
+        return_exceptions=True,
     )
     assert sum(not isinstance(r, BaseException) for r in results) == 1
     assert all(isinstance(r, DuplicateKey) for r in results if isinstance(r, BaseException))
-    assert [v.number for v in await registry.list_versions("race")] == [1]
-    assert (await registry.add_version("race", version=None, **version_kwargs())).version == "2"
+    assert [v.number for v in await registry.catalog.list_versions("race")] == [1]
+    assert (await registry.catalog.add_version("race", version=None, **version_kwargs())).version == "2"
 
 
 # -- API keys ---------------------------------------------------------------------------------------
 async def test_api_keys_hashed_scoped_revocable(registry: Registry) -> None:
-    token, record = await registry.create_api_key("ops", ["admin"], actor="t")
+    token, record = await registry.keys.create_api_key("ops", ["admin"], actor="t")
     assert token.startswith("mp_") and len(token) > 40 and record.scopes == ("admin",)
-    principal = await registry.authenticate(token)
+    principal = await registry.keys.authenticate(token)
     assert principal is not None and principal.has("admin") and principal.has("read")
     assert principal.name == "key:ops"
-    reader_token, _ = await registry.create_api_key("dash", ["read"], actor="t")
-    reader = await registry.authenticate(reader_token)
+    reader_token, _ = await registry.keys.create_api_key("dash", ["read"], actor="t")
+    reader = await registry.keys.authenticate(reader_token)
     assert reader is not None and reader.has("read") and not reader.has("admin")
     for bad in [token + "x", token[:-1], "garbage", "", "mp_" + "a" * 5000, "Bearer " + token]:
-        assert await registry.authenticate(bad) is None
+        assert await registry.keys.authenticate(bad) is None
     before = await footprint(registry)
     with pytest.raises(DuplicateKey):
-        await registry.create_api_key("ops", ["read"], actor="t")
+        await registry.keys.create_api_key("ops", ["read"], actor="t")
     with pytest.raises(InvalidName):
-        await registry.create_api_key("x", ["root"], actor="t")
+        await registry.keys.create_api_key("x", ["root"], actor="t")
     with pytest.raises(InvalidName):
-        await registry.create_api_key("x", [], actor="t")
+        await registry.keys.create_api_key("x", [], actor="t")
     with pytest.raises(InvalidName):
-        await registry.create_api_key("../x", ["read"], actor="t")
+        await registry.keys.create_api_key("../x", ["read"], actor="t")
     with pytest.raises(NotFound):
-        await registry.revoke_api_key("nobody", actor="t")
+        await registry.keys.revoke_api_key("nobody", actor="t")
     assert await footprint(registry) == before
-    await registry.revoke_api_key("ops", actor="t")
-    await registry.revoke_api_key("ops", actor="t")  # idempotent
-    assert await registry.authenticate(token) is None
-    assert await registry.authenticate(reader_token) is not None
-    stored = {k.name: k for k in await registry.list_api_keys()}
+    await registry.keys.revoke_api_key("ops", actor="t")
+    await registry.keys.revoke_api_key("ops", actor="t")  # idempotent
+    assert await registry.keys.authenticate(token) is None
+    assert await registry.keys.authenticate(reader_token) is not None
+    stored = {k.name: k for k in await registry.keys.list_api_keys()}
     assert stored["ops"].revoked_at is not None and stored["dash"].revoked_at is None
     async with registry.engine.connect() as conn:  # only hashes are stored
         rows = (await conn.execute(text("SELECT key_hash FROM api_keys"))).scalars().all()
     assert token not in rows and all(len(r) == 64 for r in rows)
-    audit_text = str([a.details for a in await registry.list_audit(limit=100)])
+    audit_text = str([a.details for a in await registry.audit.list_audit(limit=100)])
     assert token not in audit_text and reader_token not in audit_text
 
 
@@ -413,7 +414,7 @@ async def test_unreachable_database_is_database_unavailable(url: str) -> None:
         with pytest.raises(DatabaseUnavailable):
             await registry.ping()
         with pytest.raises(DatabaseUnavailable):
-            await registry.add_version("m", version=None, **version_kwargs())
+            await registry.catalog.add_version("m", version=None, **version_kwargs())
     finally:
         await registry.close()
         # aiosqlite stops the worker thread of a failed connect without awaiting it; let it finish while this
@@ -427,6 +428,6 @@ async def test_unmigrated_database_says_to_upgrade(db_url: str) -> None:
     registry = Registry(create_engine(db_url))
     try:
         with pytest.raises(DatabaseUnavailable, match="modelport db upgrade"):
-            await registry.list_models()
+            await registry.catalog.list_models()
     finally:
         await registry.close()
