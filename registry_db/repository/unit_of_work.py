@@ -34,16 +34,17 @@ _T = TypeVar("_T")
 class Transaction:
     """One attempt of one call: the session, the dialect, and the changes recorded for the audit log."""
 
-    def __init__(self, session: AsyncSession, *, postgres: bool, actor: str) -> None:
+    def __init__(self, session: AsyncSession, *, postgres: bool, actor: str | None) -> None:
         self.session = session
         self.postgres = postgres
         self._actor = actor
+        """Who makes the changes; None in a read-only transaction."""
         self.routing_changed = False
 
     def record(self, action: str, target: str, before: Any, after: Any, *, routing: bool) -> None:
         """Write the audit row of a change; ``routing=True`` when it changes what unversioned calls reach
         (then the unit of work bumps the generation once before committing)."""
-        if not self._actor:
+        if self._actor is None:
             raise RuntimeError("a read-only transaction cannot record changes")  # a repository bug, not input
         self.session.add(
             AuditEntry(
@@ -80,7 +81,7 @@ class UnitOfWork:
             options["postgresql_readonly"] = True
             if snapshot:
                 options["isolation_level"] = "REPEATABLE READ"
-        return await self._run(op, options, actor="", conflict="")
+        return await self._run(op, options, actor=None, conflict="")
 
     async def write(self, op: _Op[_T], *, actor: str, conflict: str) -> _T:
         """Run ``op`` in a write transaction on behalf of ``actor``; :class:`Conflict` with ``conflict`` as the
@@ -88,7 +89,7 @@ class UnitOfWork:
         validate_actor(actor)
         return await self._run(op, {}, actor=actor, conflict=conflict)
 
-    async def _run(self, op: _Op[_T], options: dict[str, Any], *, actor: str, conflict: str) -> _T:
+    async def _run(self, op: _Op[_T], options: dict[str, Any], *, actor: str | None, conflict: str) -> _T:
         """One transaction per attempt; domain errors raised by ``op`` roll back and propagate unchanged.
 
         Only transient failures (a lost unique race, serialization failure, deadlock, SQLite lock) are retried,

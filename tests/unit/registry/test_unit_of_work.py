@@ -111,9 +111,3 @@ async def test_reads_cannot_record_changes(uow: UnitOfWork) -> None:
     with pytest.raises(RuntimeError, match="read-only"):
         await uow.read(sneaky)
     assert (await generation(uow), await audit_count(uow)) == (0, 0)
-
-
-async def test_registry_repositories_share_one_unit_of_work(registry: Registry) -> None:
-    repos: list[Any] = [registry.catalog, registry.routing, registry.keys, registry.audit]
-    assert len({id(r._uow) for r in repos}) == 1
-    await registry.ping()
