@@ -1,7 +1,7 @@
 """The remote side of the artifact store: blobs in an S3-compatible bucket, through ``obstore``.
 
 When ``MODELPORT_ARTIFACT_URL`` names a bucket (``s3://bucket/prefix``), the bucket is the store of record
-and each replica's ``ARTIFACT_DIR`` is only a cache of verified blobs (:class:`registry_db.store.ArtifactStore`
+and each replica's ``ARTIFACT_DIR`` is only a cache of verified blobs (:class:`registry_db.bucket_blobs.BucketBlobs`
 owns the caching and the hashing). Keys are the rows' ``storage_path`` (``<prefix>/sha256/<ab>/<hex>``), so a
 bucket can be copied to or from a shared directory with any sync tool.
 

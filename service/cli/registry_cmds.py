@@ -297,11 +297,11 @@ def list_cmd(name: str | None, as_json: bool) -> None:
 
     async def work(s: _Registry) -> Any:
         if name is None:
-            return await s.registry.list_models(), None, None
+            return await s.registry.catalog.list_models(), None, None
         return (
-            await s.registry.list_versions(name),
-            await s.registry.list_aliases(name),
-            await s.registry.get_traffic(name),
+            await s.registry.catalog.list_versions(name),
+            await s.registry.routing.list_aliases(name),
+            await s.registry.routing.get_traffic(name),
         )
 
     items, aliases, traffic = _run(work)
@@ -340,7 +340,7 @@ def list_cmd(name: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def show(name: str, version: str, as_json: bool) -> None:
     """Show one version: sha256, size, created_at, signature, card."""
-    record: VersionRecord = _run(lambda s: s.registry.get_version(name, version))
+    record: VersionRecord = _run(lambda s: s.registry.catalog.get_version(name, version))
     if as_json:
         _emit_json(record)
         return
@@ -435,7 +435,7 @@ def token() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print name, scopes and token as JSON.")
 def token_create(name: str, scopes: tuple[str, ...], as_json: bool) -> None:
     """Create a key. It is printed once (stdout) and only its hash is stored."""
-    key, record = _run(lambda s: s.registry.create_api_key(name, scopes or ("read",), actor=_actor()))
+    key, record = _run(lambda s: s.registry.keys.create_api_key(name, scopes or ("read",), actor=_actor()))
     if as_json:
         _emit_json({"name": record.name, "scopes": record.scopes, "token": key})
     else:
@@ -449,7 +449,7 @@ def token_create(name: str, scopes: tuple[str, ...], as_json: bool) -> None:
 @click.argument("name")
 def token_revoke(name: str) -> None:
     """Revoke a key; requests using it fail from now on."""
-    _run(lambda s: s.registry.revoke_api_key(name, actor=_actor()))
+    _run(lambda s: s.registry.keys.revoke_api_key(name, actor=_actor()))
     click.echo(f"key '{name}' revoked")
 
 
@@ -457,7 +457,7 @@ def token_revoke(name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def token_list(as_json: bool) -> None:
     """List keys (names, scopes, dates; never the keys)."""
-    keys = _run(lambda s: s.registry.list_api_keys())
+    keys = _run(lambda s: s.registry.keys.list_api_keys())
     if as_json:
         _emit_json(
             [{"name": k.name, "scopes": k.scopes, "created_at": k.created_at, "revoked_at": k.revoked_at} for k in keys]
@@ -489,7 +489,9 @@ def verify(as_json: bool) -> None:
     """Re-hash every version's artifact; exit 1 naming each mismatch or missing blob."""
 
     async def work(s: _Registry) -> list[tuple[VersionRecord, str]]:
-        return [(v, await asyncio.to_thread(_check_version, s.store, v)) for v in await s.registry.all_versions()]
+        return [
+            (v, await asyncio.to_thread(_check_version, s.store, v)) for v in await s.registry.catalog.all_versions()
+        ]
 
     results = _run(work)
     bad = [(v, status) for v, status in results if status != "ok"]
@@ -525,7 +527,7 @@ def gc(dry_run: bool, min_age_s: float, as_json: bool) -> None:
 
     async def work(s: _Registry) -> tuple[list[str], list[Path]]:
         candidates = s.store.orphans(set(), older_than_s=min_age_s)  # list blobs before reading references
-        referenced = await s.registry.referenced_sha256s()
+        referenced = await s.registry.catalog.referenced_sha256s()
         orphans = [sha for sha in candidates if sha not in referenced]
         stale = s.store.stale_temp_files(older_than_s=min_age_s)
         if not dry_run:

@@ -67,10 +67,10 @@ class RoutingState:
         async with self._refresh_lock:
             self._last_refresh = time.monotonic()
             try:
-                generation = await self._registry.generation()
+                generation = await self._registry.routing.generation()
                 if generation == self._snapshot.generation and not force:
                     return False
-                fresh = await self._registry.routing_snapshot()
+                fresh = await self._registry.routing.routing_snapshot()
             except DatabaseUnavailable as exc:
                 self.last_error = str(exc)
                 _log.warning("registry_unreachable", error=str(exc))
@@ -142,7 +142,7 @@ class RoutingState:
         record = self._records.get(key)
         if record is None:
             try:
-                record = await self._registry.get_version(model, version)
+                record = await self._registry.catalog.get_version(model, version)
             except RegistryNotFound:
                 raise NotFound(f"model '{model}' has no version '{version}'") from None
             except DatabaseUnavailable as exc:

@@ -61,7 +61,7 @@ class RoutingOperations:
 
     async def _ensure_servable(self, model: str, versions: Sequence[str]) -> None:
         for version in versions:
-            record = await self._registry.get_version(model, version)
+            record = await self._registry.catalog.get_version(model, version)
             if record.status != "active":
                 continue  # the registry refuses it with a clear message
             try:
@@ -72,23 +72,23 @@ class RoutingOperations:
     async def promote(self, model: str, alias: str, version: str, *, actor: str) -> AliasRecord:
         validate_alias(alias)
         await self._ensure_servable(model, [version])
-        record = await self._registry.set_alias(model, alias, version, actor=actor)
+        record = await self._registry.routing.set_alias(model, alias, version, actor=actor)
         await self._after_change()
         return record
 
     async def remove_alias(self, model: str, alias: str, *, actor: str) -> None:
-        await self._registry.delete_alias(model, alias, actor=actor)
+        await self._registry.routing.delete_alias(model, alias, actor=actor)
         await self._after_change()
 
     async def set_traffic(self, model: str, splits: Sequence[tuple[str, int]], *, actor: str) -> TrafficRecord:
         validate_splits(splits)  # a malformed split is refused as such, before anything loads
         await self._ensure_servable(model, [version for version, _ in splits])
-        record = await self._registry.set_traffic(model, splits, actor=actor)
+        record = await self._registry.routing.set_traffic(model, splits, actor=actor)
         await self._after_change()
         return record
 
     async def clear_traffic(self, model: str, *, actor: str) -> None:
-        await self._registry.clear_traffic(model, actor=actor)
+        await self._registry.routing.clear_traffic(model, actor=actor)
         await self._after_change()
 
     async def registered(self) -> None:
@@ -96,6 +96,6 @@ class RoutingOperations:
         await self._after_change()
 
     async def archive(self, model: str, version: str, *, actor: str) -> VersionRecord:
-        record = await self._registry.archive_version(model, version, actor=actor)
+        record = await self._registry.catalog.archive_version(model, version, actor=actor)
         await self._after_change()
         return record

@@ -124,7 +124,7 @@ async def register_version(
     card = dict(manifest.card)
     if manifest.description and "description" not in card:
         card["description"] = manifest.description
-    return await services.registry.add_version(
+    return await services.registry.catalog.add_version(
         model_name,
         version=manifest.version,
         backend=manifest.backend,

@@ -35,7 +35,7 @@ class Authenticator:
         if self._admin_token is not None and hmac.compare_digest(token.encode(), self._admin_token):
             return BOOTSTRAP_PRINCIPAL
         try:
-            principal: Principal | None = await self._registry.authenticate(token)
+            principal: Principal | None = await self._registry.keys.authenticate(token)
         except DatabaseUnavailable as exc:
             raise RegistryUnavailable(f"cannot check the API key: {exc}") from None
         if principal is None:

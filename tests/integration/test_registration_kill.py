@@ -66,7 +66,7 @@ async def _worker(url: str, store_dir: str, nonce: str, pause_at: str | None) ->
 
         stored = await store.put_stream(payload())  # type: ignore[arg-type]
         _freeze_at("after_store", pause_at)
-        await registry.add_version(
+        await registry.catalog.add_version(
             "victim",
             version=None,
             backend="onnx",
@@ -103,7 +103,7 @@ async def _check_consistent(url: str, store_dir: Path) -> list[str]:
     store = ArtifactStore(store_dir, max_bytes=10**7)
     try:
         try:
-            rows = await registry.list_versions("victim")
+            rows = await registry.catalog.list_versions("victim")
         except NotFound:
             rows = []
         for row in rows:

@@ -3,7 +3,7 @@ gap-free numbers 1..50, without an error, on PostgreSQL (row lock) and on SQLite
 
 Run as a script, this file is the worker: ``python test_registry_concurrency.py URL STORE GO_FILE COUNT``
 prints ``ready``, waits for GO_FILE to appear (a start barrier, so both workers really overlap), then stores
-COUNT distinct artifacts and commits a version for each through ``Registry.add_version``.
+COUNT distinct artifacts and commits a version for each through ``Registry.catalog.add_version``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ async def _worker(url: str, store_dir: str, go_file: str, count: int) -> None:
                 yield f"{me} artifact {i}".encode() * 64
 
             stored = await store.put_stream(payload())  # type: ignore[arg-type]
-            await registry.add_version(
+            await registry.catalog.add_version(
                 "race",
                 version=None,
                 backend="onnx",
@@ -99,17 +99,17 @@ def test_two_processes_register_50_distinct_gap_free_versions(db_url: str, tmp_p
         registry = Registry(create_engine(db_url))
         store = ArtifactStore(store_dir, max_bytes=10**7)
         try:
-            versions = await registry.list_versions("race")
+            versions = await registry.catalog.list_versions("race")
             assert [v.number for v in versions] == list(range(1, 2 * PER_WORKER + 1))
             assert [v.version for v in versions] == [str(n) for n in range(1, 2 * PER_WORKER + 1)]
             authors = [v.created_by for v in versions]
             assert len(set(authors)) == 2 and all(authors.count(a) == PER_WORKER for a in set(authors))
             for v in versions:
                 assert store.verified_path(v.sha256).stat().st_size == v.size_bytes
-            audit = await registry.list_audit(limit=1000)
+            audit = await registry.audit.list_audit(limit=1000)
             assert sum(a.action == "version.register" for a in audit) == 2 * PER_WORKER
             assert sum(a.action == "model.create" for a in audit) == 1
-            assert await registry.generation() == 2 * PER_WORKER  # one bump per registration
+            assert await registry.routing.generation() == 2 * PER_WORKER  # one bump per registration
         finally:
             await registry.close()
 

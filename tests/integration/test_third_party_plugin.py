@@ -76,7 +76,7 @@ async def _register_and_load(data_dir: Path, artifact: Path, x: np.ndarray) -> t
             manifest=VersionManifest(backend="linear", card={"summary": "third-party backend example"}),
             principal=Principal(name="integration", scopes=frozenset({"read", "admin"})),
         )
-        await services.registry.set_alias("lin", "production", record.version, actor="integration")
+        await services.registry.routing.set_alias("lin", "production", record.version, actor="integration")
         engine = load_engine(
             settings=services.settings,
             store=services.store,

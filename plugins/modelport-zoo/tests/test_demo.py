@@ -43,7 +43,7 @@ def test_demo_registers_digits_and_both_versions_serve(tmp_path: Path) -> None:
 async def _check_registered(tmp_path: Path, printed: dict[str, str]) -> None:
     services = await Services.open(Settings(data_dir=tmp_path, device="cpu"), migrate=True)
     try:
-        versions = await services.registry.list_versions("digits")
+        versions = await services.registry.catalog.list_versions("digits")
         assert [(v.version, v.backend, v.architecture) for v in versions] == [
             ("1", "onnx", "mlp"),
             ("2", "pytorch", "cnn"),
@@ -74,10 +74,10 @@ async def _check_registered(tmp_path: Path, printed: dict[str, str]) -> None:
             served = float((engine.predict({"input": x_test})["logits"].argmax(1) == y_test).mean())
             assert abs(served - card["eval_metrics"]["accuracy"]) < 1e-3
             engine.close()
-        routing = (await services.registry.routing_snapshot()).models["digits"]
+        routing = (await services.registry.routing.routing_snapshot()).models["digits"]
         assert routing.aliases == {"production": "1"}
         assert [(e.version, e.weight) for e in routing.splits] == [("1", 90), ("2", 10)]
         assert (await run_demo(services)).skipped
-        assert len(await services.registry.list_versions("digits")) == 2
+        assert len(await services.registry.catalog.list_versions("digits")) == 2
     finally:
         await services.close()

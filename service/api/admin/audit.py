@@ -30,4 +30,4 @@ class AuditController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
         model: Annotated[str | None, QueryParameter(max_length=64)] = None,
     ) -> list[AuditOut]:
-        return [AuditOut.of(a) for a in await registry.list_audit(limit=limit, model=model)]
+        return [AuditOut.of(a) for a in await registry.audit.list_audit(limit=limit, model=model)]

@@ -45,15 +45,15 @@ class KeysController(Controller):
     async def create(
         self, registry: NamedDependency[Registry], admin: NamedDependency[Principal], data: JSONBody[CreateKeyBody]
     ) -> CreatedKeyOut:
-        token, record = await registry.create_api_key(data.name, tuple(data.scopes), actor=admin.name)
+        token, record = await registry.keys.create_api_key(data.name, tuple(data.scopes), actor=admin.name)
         return CreatedKeyOut(record.name, list(record.scopes), token)
 
     @get("", summary="List API keys (never the keys themselves)", responses=errors(401, 403, 503))
     async def list_keys(self, registry: NamedDependency[Registry], admin: NamedDependency[Principal]) -> list[KeyOut]:
-        return [KeyOut.of(k) for k in await registry.list_api_keys()]
+        return [KeyOut.of(k) for k in await registry.keys.list_api_keys()]
 
     @delete("/{name:str}", summary="Revoke an API key", status_code=204, responses=errors(401, 403, 404, 503))
     async def revoke(
         self, registry: NamedDependency[Registry], admin: NamedDependency[Principal], name: FromPath[str]
     ) -> None:
-        await registry.revoke_api_key(name, actor=admin.name)
+        await registry.keys.revoke_api_key(name, actor=admin.name)

@@ -24,13 +24,13 @@ class ModelsController(Controller):
     async def list_models(
         self, registry: NamedDependency[Registry], reader: NamedDependency[Principal]
     ) -> list[ModelOut]:
-        return [ModelOut.of(m) for m in await registry.list_models()]
+        return [ModelOut.of(m) for m in await registry.catalog.list_models()]
 
     @post("", summary="Create a model", status_code=201, responses=errors(400, 401, 403, 409, 503))
     async def create_model(
         self, registry: NamedDependency[Registry], admin: NamedDependency[Principal], data: JSONBody[CreateModelBody]
     ) -> ModelOut:
-        record = await registry.create_model(data.name, description=data.description, actor=admin.name)
+        record = await registry.catalog.create_model(data.name, description=data.description, actor=admin.name)
         return ModelOut.of(record)
 
     @get(
@@ -41,10 +41,10 @@ class ModelsController(Controller):
     async def get_model(
         self, registry: NamedDependency[Registry], reader: NamedDependency[Principal], model_name: FromPath[str]
     ) -> ModelDetailOut:
-        model = await registry.get_model(model_name)
-        versions = await registry.list_versions(model_name)
-        aliases = await registry.list_aliases(model_name)
-        traffic = await registry.get_traffic(model_name)
+        model = await registry.catalog.get_model(model_name)
+        versions = await registry.catalog.list_versions(model_name)
+        aliases = await registry.routing.list_aliases(model_name)
+        traffic = await registry.routing.get_traffic(model_name)
         return ModelDetailOut(
             model=ModelOut.of(model),
             versions=[VersionOut.of(v) for v in versions],

@@ -55,8 +55,8 @@ class RoutingController(Controller):
     async def get_traffic(
         self, registry: NamedDependency[Registry], reader: NamedDependency[Principal], model_name: FromPath[str]
     ) -> TrafficOut:
-        await registry.get_model(model_name)
-        return TrafficOut.of(await registry.get_traffic(model_name), model_name)
+        await registry.catalog.get_model(model_name)
+        return TrafficOut.of(await registry.routing.get_traffic(model_name), model_name)
 
     @put(
         "/traffic",
@@ -100,8 +100,8 @@ class RoutingController(Controller):
         reader: NamedDependency[Principal],
         model_name: FromPath[str],
     ) -> StatsOut:
-        await registry.get_model(model_name)
-        traffic = await registry.get_traffic(model_name)
+        await registry.catalog.get_model(model_name)
+        traffic = await registry.routing.get_traffic(model_name)
         versions = stats.for_model(model_name)
         splits = [SplitItem(e.version, e.weight) for e in traffic.splits] if traffic else []
         return StatsOut(

@@ -73,7 +73,7 @@ class VersionsController(Controller):
     async def list_versions(
         self, registry: NamedDependency[Registry], reader: NamedDependency[Principal], model_name: FromPath[str]
     ) -> list[VersionOut]:
-        return [VersionOut.of(v) for v in await registry.list_versions(model_name)]
+        return [VersionOut.of(v) for v in await registry.catalog.list_versions(model_name)]
 
     @get(
         "/{version:str}",
@@ -87,7 +87,7 @@ class VersionsController(Controller):
         model_name: FromPath[str],
         version: FromPath[str],
     ) -> VersionOut:
-        return VersionOut.of(await registry.get_version(model_name, version))
+        return VersionOut.of(await registry.catalog.get_version(model_name, version))
 
     @delete(
         "/{version:str}",

@@ -60,10 +60,13 @@ class Env:
         return open_artifact_store(self.settings)
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call ``method`` (``"<repository>.<method>"``, e.g. ``"catalog.add_version"``) on a fresh registry."""
+        repository, name = method.split(".")
+
         async def run() -> Any:
             registry = Registry(create_engine(self.url))
             try:
-                return await getattr(registry, method)(*args, **kwargs)
+                return await getattr(getattr(registry, repository), name)(*args, **kwargs)
             finally:
                 await registry.close()
 
@@ -78,7 +81,7 @@ class Env:
 
         stored = asyncio.run(put())
         record: VersionRecord = self.call(
-            "add_version",
+            "catalog.add_version",
             model,
             version=version,
             backend="onnx",
@@ -120,8 +123,8 @@ def test_list_and_show(env: Env) -> None:
     data = b"onnx-bytes" * 300
     env.seed("digits", data)
     env.seed("digits", b"second")
-    env.call("set_alias", "digits", "production", "1", actor="t")
-    env.call("set_traffic", "digits", [("1", 90), ("2", 10)], actor="t")
+    env.call("routing.set_alias", "digits", "production", "1", actor="t")
+    env.call("routing.set_traffic", "digits", [("1", 90), ("2", 10)], actor="t")
     models = env.ok("list").stdout
     assert "digits" in models
     table = env.ok("list", "digits").stdout.splitlines()
@@ -156,7 +159,7 @@ def test_promote_split_archive_with_audit(env: Env, tmp_path: Path) -> None:
     assert "traffic split" in env.fails("archive", "m", "1", "--json")
     assert env.ok("archive", "m", "3").stdout.strip() == "m version 3: archived"
     assert env.ok("split", "m", "--clear").stdout.strip() == "m: split cleared"
-    audit = env.call("list_audit", model="m")
+    audit = env.call("audit.list_audit", model="m")
     cli_rows = [a for a in audit if a.actor == ACTOR]
     assert [a.action for a in reversed(cli_rows)] == [
         "alias.set",
@@ -166,7 +169,7 @@ def test_promote_split_archive_with_audit(env: Env, tmp_path: Path) -> None:
         "version.archive",
         "traffic.clear",
     ]
-    routing = env.call("routing_snapshot").models["m"]
+    routing = env.call("routing.routing_snapshot").models["m"]
     assert routing.aliases == {"production": "2", "staging": "2"} and routing.splits == ()
 
 
@@ -189,9 +192,9 @@ def test_promote_split_archive_with_audit(env: Env, tmp_path: Path) -> None:
 def test_refusals_are_one_clear_line_and_write_nothing(env: Env, args: list[str], message: str, tmp_path: Path) -> None:
     env.seed_servable("m", 0, tmp_path)
     env.seed_servable("m", 1, tmp_path)
-    before = (env.call("list_audit", limit=1000), env.call("generation"))
+    before = (env.call("audit.list_audit", limit=1000), env.call("routing.generation"))
     assert message in env.fails(*args)
-    assert (env.call("list_audit", limit=1000), env.call("generation")) == before
+    assert (env.call("audit.list_audit", limit=1000), env.call("routing.generation")) == before
 
 
 @pytest.mark.parametrize("verb", [["promote", "m", "2"], ["split", "m", "1=50", "2=50"]])
@@ -199,10 +202,18 @@ def test_a_target_that_cannot_load_is_refused_as_the_server_would(env: Env, verb
     """The CLI runs the server's routing operations: a version whose artifact cannot load is never routed."""
     env.seed_servable("m", 0, tmp_path)
     env.seed("m", b"not an onnx model at all")
-    before = (env.call("list_audit", limit=1000), env.call("generation"), env.call("routing_snapshot"))
+    before = (
+        env.call("audit.list_audit", limit=1000),
+        env.call("routing.generation"),
+        env.call("routing.routing_snapshot"),
+    )
     message = env.fails(*verb)
     assert message.startswith("Error: not changed: model 'm' version '2' failed to load"), message
-    assert (env.call("list_audit", limit=1000), env.call("generation"), env.call("routing_snapshot")) == before
+    assert (
+        env.call("audit.list_audit", limit=1000),
+        env.call("routing.generation"),
+        env.call("routing.routing_snapshot"),
+    ) == before
 
 
 @pytest.mark.parametrize(
@@ -215,22 +226,22 @@ def test_split_usage_errors(env: Env, args: list[str]) -> None:
 def test_tokens(env: Env) -> None:
     created = json.loads(env.ok("token", "create", "ops", "--scope", "admin", "--json").stdout)
     assert created["name"] == "ops" and created["scopes"] == ["admin"] and created["token"].startswith("mp_")
-    principal = env.call("authenticate", created["token"])
+    principal = env.call("keys.authenticate", created["token"])
     assert principal is not None and principal.has("admin")
     plain = env.ok("token", "create", "dash")
     reader = plain.stdout.strip()
     assert reader.startswith("mp_") and "read" in plain.stderr
-    reader_principal = env.call("authenticate", reader)
+    reader_principal = env.call("keys.authenticate", reader)
     assert reader_principal is not None and not reader_principal.has("admin")
     assert "already exists" in env.fails("token", "create", "ops")
     assert env.invoke("token", "create", "x", "--scope", "root").exit_code == 2
     listing = env.ok("token", "list").stdout
     assert "ops" in listing and "dash" in listing and created["token"] not in listing
     assert env.ok("token", "revoke", "ops").stdout.strip() == "key 'ops' revoked"
-    assert env.call("authenticate", created["token"]) is None
+    assert env.call("keys.authenticate", created["token"]) is None
     keys = {k["name"]: k for k in json.loads(env.ok("token", "list", "--json").stdout)}
     assert keys["ops"]["revoked_at"] and keys["dash"]["revoked_at"] is None
-    assert {a.actor for a in env.call("list_audit", limit=100) if a.action.startswith("key.")} == {ACTOR}
+    assert {a.actor for a in env.call("audit.list_audit", limit=100) if a.action.startswith("key.")} == {ACTOR}
 
 
 def test_verify_names_each_mismatch(env: Env) -> None:
@@ -318,7 +329,7 @@ def test_bad_json_options_are_usage_errors(env: Env, tmp_path: Path) -> None:
     card = tmp_path / "card.json"
     card.write_text("not json")
     assert "--card" in env.fails("register", "m", str(artifact), "--backend", "onnx", "--card", str(card), code=2)
-    assert env.call("list_models") == []
+    assert env.call("catalog.list_models") == []
 
 
 def test_register_checks_the_manifest_like_the_api(env: Env, tmp_path: Path) -> None:
@@ -331,7 +342,7 @@ def test_register_checks_the_manifest_like_the_api(env: Env, tmp_path: Path) -> 
     assert "invalid manifest: version: invalid version label '../1'" in message
     message = env.fails("register", "m", str(artifact), "--backend", "onnx", "--config", '{"hidden": 4}')
     assert "architecture_config is given without an architecture" in message
-    assert env.call("list_models") == []
+    assert env.call("catalog.list_models") == []
 
 
 def test_unreachable_database_is_one_line(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:

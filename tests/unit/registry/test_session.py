@@ -36,10 +36,10 @@ async def test_sqlite_reads_proceed_while_a_writer_holds_the_lock(tmp_path: Path
         async with writer_engine.connect() as writer:
             await writer.execute(text("UPDATE registry_state SET generation = generation + 1"))  # BEGIN IMMEDIATE
             # readers use a deferred BEGIN: WAL lets them see the last commit without waiting for the writer
-            assert await asyncio.wait_for(registry.generation(), 5) == 0
-            assert await asyncio.wait_for(registry.list_models(), 5) == []
+            assert await asyncio.wait_for(registry.routing.generation(), 5) == 0
+            assert await asyncio.wait_for(registry.catalog.list_models(), 5) == []
             await writer.commit()
-        assert await registry.generation() == 1
+        assert await registry.routing.generation() == 1
     finally:
         await writer_engine.dispose()
         await registry.close()

@@ -68,9 +68,9 @@ async def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
                 await register_version(
                     services, model, artifact=path, manifest=VersionManifest(backend="onnx"), principal=ADMIN
                 )
-        await services.registry.set_alias("m", "production", "3", actor="test")
-        await services.registry.set_traffic("m", [("1", 30), ("2", 70)], actor="test")
-        await services.registry.set_alias("solo", "production", "1", actor="test")
+        await services.registry.routing.set_alias("m", "production", "3", actor="test")
+        await services.registry.routing.set_traffic("m", [("1", 30), ("2", 70)], actor="test")
+        await services.registry.routing.set_alias("solo", "production", "1", actor="test")
     finally:
         await services.close()
     wrapper = create_app(settings)

@@ -21,7 +21,8 @@ from tests.fakes.loading import CountingLoader, record
 
 @dataclass
 class FakeRegistry:
-    """The three reads RoutingState makes, over an in-memory snapshot."""
+    """The three reads RoutingState makes (``routing.generation``, ``routing.routing_snapshot``,
+    ``catalog.get_version``), over an in-memory snapshot."""
 
     snapshot: RoutingSnapshot
     shas: dict[str, str] = field(default_factory=dict)
@@ -39,6 +40,14 @@ class FakeRegistry:
         if version not in self.shas:
             raise RegistryNotFound(f"model '{model}' has no version '{version}'")
         return record(version, sha=self.shas[version])
+
+    @property
+    def routing(self) -> FakeRegistry:
+        return self  # generation and routing_snapshot live on the routing repository
+
+    @property
+    def catalog(self) -> FakeRegistry:
+        return self  # get_version lives on the catalog
 
     def publish(self, routing: ModelRouting) -> None:
         self.snapshot = RoutingSnapshot(self.snapshot.generation + 1, {"m": routing})

@@ -183,7 +183,7 @@ def _card(model: TrainedModel, *, architecture: str, serving: str, n_train: int,
 
 async def _present(services: Services) -> bool:
     try:
-        return bool(await services.registry.list_versions(MODEL))
+        return bool(await services.registry.catalog.list_versions(MODEL))
     except NotFound:
         return False
 
@@ -216,7 +216,7 @@ async def run_demo(services: Services, *, skip_if_present: bool = True) -> DemoR
         return DemoResult(skipped=True)
     started = time.perf_counter()
     with contextlib.suppress(DuplicateKey):  # a model left without versions by an interrupted demo
-        await services.registry.create_model(
+        await services.registry.catalog.create_model(
             MODEL, description="Handwritten digits 0-9 (modelport demo)", actor=_DEMO.name
         )
     with tempfile.TemporaryDirectory(prefix="modelport-demo-") as tmp:
@@ -267,8 +267,8 @@ async def run_demo(services: Services, *, skip_if_present: bool = True) -> DemoR
             ),
         )
     versions = (v1.version, v2.version)
-    await services.registry.set_alias(MODEL, "production", v1.version, actor=_DEMO.name)
-    await services.registry.set_traffic(MODEL, [(versions[i], w) for i, w in SPLIT], actor=_DEMO.name)
+    await services.registry.routing.set_alias(MODEL, "production", v1.version, actor=_DEMO.name)
+    await services.registry.routing.set_traffic(MODEL, [(versions[i], w) for i, w in SPLIT], actor=_DEMO.name)
     return DemoResult(
         versions=versions,
         accuracy={v1.version: net1.accuracy, v2.version: net2.accuracy},
