@@ -59,8 +59,10 @@ class MetricsObserver:
 class StatsObserver:
     """Per-version requests, errors, latencies and predicted labels for the A/B comparison.
 
-    Only calls a version served or failed count: a call that never resolved, or that asked for a model or
-    version that does not exist, says nothing about any version.
+    Only what the version did counts as its requests and errors: a call that never resolved says nothing about
+    any version; backpressure (503: queue full, queue timeout, not ready) and the caller's mistakes after
+    routing (4xx) are counted apart, so an arm that happened to be busy, or that got bad inputs, is not
+    condemned for it.
     """
 
     def __init__(self, stats: StatsBook) -> None:
@@ -68,7 +70,11 @@ class StatsObserver:
 
     def observe(self, event: InferenceEvent) -> None:
         call = event.call
-        if call.served_version is None or event.status == 404:
+        status = event.status
+        if call.served_version is None or status == 404:
+            return
+        if status == 503 or 400 <= status < 500:
+            self._stats.record_refusal(call.model, call.served_version, overload=status == 503)
             return
         result = event.result
         labels = result.postprocessed.labels if result is not None and result.postprocessed is not None else None
@@ -76,7 +82,7 @@ class StatsObserver:
             call.model,
             call.served_version,
             latency_ms=event.duration_s * 1000.0,
-            error=event.status >= 500,
+            error=status >= 500,
             predictions=labels,
         )
 

@@ -23,7 +23,12 @@ class VersionStats:
     """Running figures for one model version on this worker."""
 
     requests: int = 0
+    """Calls the version ran or failed on its own (served, or a 5xx that is not backpressure)."""
     errors: int = 0
+    rejected: int = 0
+    """Calls refused before the version ran them (queue full, queue timeout, not ready): load, not quality."""
+    client_errors: int = 0
+    """Calls refused for the caller's mistake after routing (wrong shape, dtype, output name): say nothing."""
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=_RESERVOIR))
     predictions: Counter[str] = field(default_factory=Counter)
 
@@ -36,6 +41,8 @@ class VersionStats:
             "requests": self.requests,
             "errors": self.errors,
             "error_rate": round(self.errors / self.requests, 6) if self.requests else 0.0,
+            "rejected": self.rejected,
+            "client_errors": self.client_errors,
             "latency_ms": {"p50": pct[0], "p95": pct[1], "p99": pct[2], "window": int(lat.size)},
             "predictions": {
                 label: {"count": n, "share": round(n / total_preds, 6)}
@@ -66,6 +73,17 @@ class StatsBook:
                 stats.latencies_ms.append(latency_ms)
             if predictions:
                 stats.predictions.update(predictions)
+
+    def record_refusal(self, model: str, version: str, *, overload: bool) -> None:
+        """Account a call the version never ran: backpressure (``overload``) or the caller's mistake."""
+        with self._lock:
+            stats = self._stats.get((model, version))
+            if stats is None:
+                stats = self._stats[(model, version)] = VersionStats()
+            if overload:
+                stats.rejected += 1
+            else:
+                stats.client_errors += 1
 
     def for_model(self, model: str) -> dict[str, dict[str, Any]]:
         """Summaries of every version of ``model`` seen by this worker."""

@@ -185,6 +185,24 @@ async def test_every_call_reaches_the_observers_once(app: ModelportASGI) -> None
     assert stats["1"]["requests"] == 2 and stats["1"]["errors"] == 0
 
 
+async def test_stats_count_only_what_the_version_did(app: ModelportASGI) -> None:
+    """A shape error after routing and a queue refusal are not the version's requests or errors."""
+    from service.errors import Overloaded
+    from service.inference.dataplane import InferCall
+
+    async with _client(app) as client:
+        assert (await client.post("/v2/models/solo/infer", json=_json_request(X))).status_code == 200
+        bad = await client.post("/v2/models/solo/infer", json=_json_request(np.zeros((1, 5), np.float32)))
+        assert bad.status_code == 400
+    busy = InferCall("solo", "1", "v2_infer", "busy-1", ())
+    busy.served_version = "1"
+    app.runtime.dataplane.reject(busy, Overloaded("queue full"))
+    figures = app.runtime.stats.for_model("solo")["1"]
+    assert (figures["requests"], figures["errors"], figures["error_rate"]) == (1, 0, 0.0)
+    assert (figures["client_errors"], figures["rejected"]) == (1, 1)
+    assert figures["latency_ms"]["window"] == 1
+
+
 async def test_readiness_and_unknown_names(app: ModelportASGI) -> None:
     async with _client(app) as client:
         assert (await client.get("/v2/health/ready")).json()["ready"] is True
