@@ -63,6 +63,17 @@ def _http_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Respon
     )
 
 
+def _nesting_handler(request: Request[Any, Any, Any], _: RecursionError) -> Response[bytes]:
+    """A JSON body nested past the decoder's depth limit (msgspec raises RecursionError while Litestar parses a
+    body): the client's mistake, not a 500 with a traceback."""
+    _log.info("body_nested_too_deeply", path=request.url.path)
+    return Response(
+        content=_encoder.encode({"error": "malformed JSON: nested too deeply"}),
+        status_code=400,
+        media_type="application/json",
+    )
+
+
 def _internal_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     return _domain_handler(request, exc)
 
@@ -70,5 +81,6 @@ def _internal_handler(request: Request[Any, Any, Any], exc: Exception) -> Respon
 exception_handlers: dict[type[Exception] | int, Any] = {
     ModelportError: _domain_handler,
     HTTPException: _http_handler,
+    RecursionError: _nesting_handler,
     Exception: _internal_handler,
 }

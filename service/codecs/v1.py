@@ -85,6 +85,8 @@ def decode_predict_request(body: bytes | memoryview, input_specs: Sequence[Tenso
         raise InvalidInput("this model takes no inputs")
     try:
         request = _decoder(specs).decode(body)
+    except RecursionError:
+        raise InvalidInput("malformed JSON: nested too deeply") from None
     except msgspec.ValidationError as exc:
         raise InvalidInput(f"invalid predict request: {exc}") from None
     except msgspec.DecodeError as exc:

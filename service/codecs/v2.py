@@ -68,6 +68,8 @@ __all__ = (
 
 _LITTLE_ENDIAN = sys.byteorder == "little"
 _U32 = struct.Struct("<I")
+MAX_REQUEST_ID = 1024
+"""Longest request ``id`` accepted (it is echoed in the response)."""
 _MAX_DIM = 1 << 40
 _MAX_RANK = 32
 _NO_DATA = msgspec.Raw(b"")
@@ -124,7 +126,7 @@ class _WireOutput(msgspec.Struct):
 
 class _WireRequest(msgspec.Struct):
     inputs: list[_WireInput]
-    id: str | None = None
+    id: Annotated[str, Meta(max_length=MAX_REQUEST_ID)] | None = None
     parameters: InferParameters | None = None
     outputs: list[_WireOutput] | None = None
 
@@ -139,7 +141,7 @@ class _FastInput(msgspec.Struct):
 
 class _FastRequest(msgspec.Struct):
     inputs: list[_FastInput]
-    id: str | None = None
+    id: Annotated[str, Meta(max_length=MAX_REQUEST_ID)] | None = None
     parameters: InferParameters | None = None
     outputs: list[_WireOutput] | None = None
 
@@ -199,10 +201,17 @@ def _has_zlib_header(data: bytes | memoryview) -> bool:
     return cmf & 0x0F == 8 and (cmf << 8 | flg) % 31 == 0
 
 
+MAX_GZIP_MEMBERS = 64
+"""Concatenated gzip members accepted in one body. Clients send one; each further member costs a copy of the
+rest of the body, so thousands of empty members would make inflating quadratic."""
+
+
 def _inflate(data: bytes | memoryview, wbits: int, max_bytes: int, name: str, *, members: bool) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
+        if len(chunks) == MAX_GZIP_MEMBERS:
+            raise InvalidInput(f"{name} request body has more than {MAX_GZIP_MEMBERS} members")
         inflater = zlib.decompressobj(wbits)
         try:
             chunk = inflater.decompress(data, max_bytes - size + 1)
@@ -223,6 +232,15 @@ def _inflate(data: bytes | memoryview, wbits: int, max_bytes: int, name: str, *,
 
 
 def decode_infer_request(body: bytes | memoryview, *, header_length: int | None) -> DecodedInferRequest:
+    """Decode an infer body; see :func:`_decode_infer_request`. JSON nested past msgspec's depth limit (its
+    decoder raises RecursionError, whichever field it is in) is the client's mistake, answered 400."""
+    try:
+        return _decode_infer_request(body, header_length=header_length)
+    except RecursionError:
+        raise InvalidInput("malformed JSON: nested too deeply") from None
+
+
+def _decode_infer_request(body: bytes | memoryview, *, header_length: int | None) -> DecodedInferRequest:
     """Decode an infer body (JSON, or JSON header + binary tensors) into numpy arrays.
 
     Args:
@@ -283,6 +301,8 @@ def _decoded(
         if dtype is None:
             raise InvalidInput(f"input '{name}': unknown datatype '{datatype[:32]}' (expected one of {_DATATYPES})")
         shape = tuple(wire_input.shape)
+        if math.prod(dim for dim in shape if dim) > _MAX_DIM:  # a 0 dim does not make a huge shape valid
+            raise InvalidInput(f"input '{name}': shape {list(shape)} is too large")
         params = wire_input.parameters
         binary_size = None
         if params is not None:

@@ -117,3 +117,15 @@ def test_encode_raw_response_without_postprocessing() -> None:
     doc = json.loads(body)
     assert rows.labels is None
     assert doc["predictions"] == [[1.5], [2.5]] and doc["confidence_scores"] is None
+
+
+def test_instances_nested_past_the_decoder_limit_are_invalid_input() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for specs in (
+        (TensorSpec("x", "FP32", (-1, 4)),),
+        (TensorSpec("a", "FP32", (-1, 2)), TensorSpec("b", "INT64", (-1,))),
+    ):
+        with pytest.raises(InvalidInput):
+            decode_predict_request(
+                b'{"inputs": [' + (deep if len(specs) == 1 else b'{"a": ' + deep + b"}") + b"]}", specs
+            )

@@ -486,3 +486,38 @@ def test_every_datatype_round_trips_through_a_binary_response() -> None:
         got = result.as_numpy("y")
         assert got.shape == array.shape
         assert got.tolist() == array.tolist()
+
+
+# -- hostile bodies (issue 12): each is the client's mistake, a 400, never a 500 ---------------------------
+
+
+def test_a_zero_dim_does_not_make_a_huge_shape_valid() -> None:
+    body = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1 << 40, 1 << 40, 0], "data": []}]})
+    with pytest.raises(InvalidInput, match=r"shape \[1099511627776, 1099511627776, 0\] is too large"):
+        decode(body.encode())
+    empty = decode(json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 0, 3], "data": []}]}).encode())
+    assert empty.inputs[0].data.shape == (2, 0, 3)
+
+
+@pytest.mark.parametrize("where", ["data", "parameters", "outputs"])
+def test_json_nested_past_the_decoder_limit_is_invalid_input(where: str) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    tensor = b'{"name":"x","datatype":"FP32","shape":[1],"data":' + (deep if where == "data" else b"[1.0]") + b"}"
+    extra = {"parameters": b',"parameters":{"a":' + deep + b"}", "outputs": b',"outputs":' + deep}.get(where, b"")
+    with pytest.raises(InvalidInput, match="nested too deeply|invalid inference request"):
+        decode(b'{"inputs":[' + tensor + b"]" + extra + b"}")
+
+
+def test_many_gzip_members_are_refused_before_inflating_them_all() -> None:
+    body = gzip.compress(b"{}") + gzip.compress(b"") * 200_000  # quadratic to inflate member by member
+    with pytest.raises(InvalidInput, match="more than 64 members"):
+        decode(body, None, "gzip", max_bytes=64 << 20)
+    two = gzip.compress(b'{"inputs": [') + gzip.compress(b"]}")  # a few concatenated members stay fine
+    assert decode(two, None, "gzip").inputs == []
+
+
+def test_the_echoed_request_id_is_bounded() -> None:
+    tensor = {"name": "x", "datatype": "FP32", "shape": [1], "data": [1.0]}
+    assert decode(json.dumps({"id": "r" * 1024, "inputs": [tensor]}).encode()).id == "r" * 1024
+    with pytest.raises(InvalidInput, match="length <= 1024"):
+        decode(json.dumps({"id": "r" * 1025, "inputs": [tensor]}).encode())

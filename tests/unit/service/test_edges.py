@@ -222,3 +222,13 @@ async def test_an_empty_upload_is_the_clients_mistake(app: ModelportASGI) -> Non
             files={"artifact": ("empty.onnx", b""), "manifest": (None, '{"backend": "onnx"}')},
         )
     assert reply.status_code == 400 and reply.json() == {"error": "artifact is empty"}
+
+
+@pytest.mark.parametrize("token", [None, TOKEN])
+async def test_deeply_nested_admin_json_is_a_client_error(app: ModelportASGI, token: str | None) -> None:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    deep = b'{"name": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"  # under the 64 KiB cap of this app
+    async with _client(app) as client:
+        reply = await client.post("/admin/keys", content=deep, headers={**headers, "Content-Type": "application/json"})
+    assert reply.status_code in (400, 401), reply.text
+    assert "error" in reply.json()
