@@ -7,7 +7,9 @@ from collections.abc import Callable
 from typing import Any, Literal, cast
 
 from litestar import Request, Response
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
+from litestar.handlers import BaseRouteHandler
 from litestar.params import JSONBody
 
 from registry_db.records import Principal
@@ -21,6 +23,7 @@ from service.observability.stats import StatsBook
 from service.runtime import Runtime
 
 __all__ = (
+    "authorize",
     "documented_body",
     "provide_admin",
     "provide_dataplane",
@@ -66,14 +69,34 @@ def provide_stats(state: State) -> StatsBook:
     return provide_runtime(state).stats
 
 
+def _needed_scope(handler: BaseRouteHandler) -> str:
+    """``admin`` for handlers that take the ``admin`` principal, else ``read``."""
+    return "admin" if "admin" in handler.parsed_fn_signature.parameters else "read"
+
+
+async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Guard of every admin route: checks the key and its scope before Litestar reads a byte of the body, so an
+    unauthenticated upload is refused at its headers (401/403) instead of after buffering it."""
+    runtime: Runtime = connection.app.state.runtime
+    principal = await runtime.auth.require(connection.headers.get("authorization"), _needed_scope(handler))
+    connection.state.principal = principal
+
+
+async def _checked_principal(request: Request[Any, Any, Any], state: State, scope: str) -> Principal:
+    principal: Principal | None = request.state.get("principal")  # set by the ``authorize`` guard
+    if principal is None or not principal.has(scope):
+        principal = await provide_runtime(state).auth.require(request.headers.get("authorization"), scope)
+    return principal
+
+
 async def provide_admin(request: Request[Any, Any, Any], state: State) -> Principal:
     """The caller, if it holds an ``admin`` key (401 without a key, 403 without the scope)."""
-    return await provide_runtime(state).auth.require(request.headers.get("authorization"), "admin")
+    return await _checked_principal(request, state, "admin")
 
 
 async def provide_reader(request: Request[Any, Any, Any], state: State) -> Principal:
     """The caller, if it holds a ``read`` (or ``admin``) key."""
-    return await provide_runtime(state).auth.require(request.headers.get("authorization"), "read")
+    return await _checked_principal(request, state, "read")
 
 
 def routing_key_of(request: Request[Any, Any, Any]) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar.di import Provide
 
 from service.api.deps import (
+    authorize,
     provide_admin,
     provide_operations,
     provide_reader,
@@ -21,3 +22,6 @@ ADMIN_DEPENDENCIES = {
     "admin": Provide(provide_admin),
     "reader": Provide(provide_reader),
 }
+
+ADMIN_GUARDS = [authorize]
+"""Key and scope are checked before the body is read (see ``service.api.deps.authorize``)."""

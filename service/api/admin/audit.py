@@ -10,7 +10,7 @@ from litestar.params import QueryParameter
 
 from registry_db.records import Principal
 from registry_db.repository import Registry
-from service.api.admin._base import ADMIN_DEPENDENCIES
+from service.api.admin._base import ADMIN_DEPENDENCIES, ADMIN_GUARDS
 from service.api.responses import errors
 from service.schemas.admin import AuditOut
 
@@ -21,6 +21,7 @@ class AuditController(Controller):
     path = "/admin/audit"
     tags = ["admin: audit"]
     dependencies = ADMIN_DEPENDENCIES
+    guards = ADMIN_GUARDS
 
     @get("", summary="Audit log, newest first", responses=errors(400, 401, 403, 503))
     async def audit(

@@ -11,7 +11,7 @@ from litestar.params import FromPath, JSONBody
 
 from registry_db.records import ApiKeyRecord, Principal
 from registry_db.repository import Registry
-from service.api.admin._base import ADMIN_DEPENDENCIES
+from service.api.admin._base import ADMIN_DEPENDENCIES, ADMIN_GUARDS
 from service.api.responses import errors
 from service.schemas.admin import CreateKeyBody
 
@@ -40,6 +40,7 @@ class KeysController(Controller):
     path = "/admin/keys"
     tags = ["admin: keys"]
     dependencies = ADMIN_DEPENDENCIES
+    guards = ADMIN_GUARDS
 
     @post("", summary="Create an API key (returned once)", status_code=201, responses=errors(400, 401, 403, 409, 503))
     async def create(

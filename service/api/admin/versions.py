@@ -12,7 +12,7 @@ from litestar.params import FromPath, MultipartBody
 
 from registry_db.records import Principal
 from registry_db.repository import Registry
-from service.api.admin._base import ADMIN_DEPENDENCIES
+from service.api.admin._base import ADMIN_DEPENDENCIES, ADMIN_GUARDS
 from service.api.responses import errors
 from service.context import Services
 from service.management.manifest import parse_manifest
@@ -43,6 +43,7 @@ class VersionsController(Controller):
     path = "/admin/models/{model_name:str}/versions"
     tags = ["admin: versions"]
     dependencies = ADMIN_DEPENDENCIES
+    guards = ADMIN_GUARDS
 
     @post(
         "",

@@ -232,3 +232,57 @@ async def test_deeply_nested_admin_json_is_a_client_error(app: ModelportASGI, to
         reply = await client.post("/admin/keys", content=deep, headers={**headers, "Content-Type": "application/json"})
     assert reply.status_code in (400, 401), reply.text
     assert "error" in reply.json()
+
+
+@pytest.mark.parametrize(("token", "status"), [(None, 401), ("not-a-key", 401)])
+async def test_an_admin_body_is_not_read_before_the_key_is_checked(
+    app: ModelportASGI, token: str | None, status: int
+) -> None:
+    """An unauthenticated upload is refused at its headers: not one chunk of its body is received."""
+    chunks_read = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal chunks_read
+        chunks_read += 1
+        return {"type": "http.request", "body": b"x" * (1 << 20), "more_body": chunks_read < 512}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    headers = [(b"host", b"127.0.0.1"), (b"content-type", b"multipart/form-data; boundary=b")]
+    if token:
+        headers.append((b"authorization", f"Bearer {token}".encode()))
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/admin/models/solo/versions",
+        "raw_path": b"",
+        "headers": headers,
+        "query_string": b"",
+        "http_version": "1.1",
+        "scheme": "http",
+        "server": ("127.0.0.1", 80),
+        "client": ("127.0.0.1", 1),
+        "root_path": "",
+    }
+    await app(scope, receive, send)  # type: ignore[arg-type]
+    assert sent[0]["status"] == status
+    assert chunks_read == 0
+
+
+async def test_a_read_key_cannot_start_an_upload(app: ModelportASGI) -> None:
+    async with _client(app) as client:
+        created = await client.post(
+            "/admin/keys", json={"name": "reader", "scopes": ["read"]}, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        reader = created.json()["token"]
+        listed = await client.get("/admin/models", headers={"Authorization": f"Bearer {reader}"})
+        upload = await client.post(
+            "/admin/models/solo/versions",
+            headers={"Authorization": f"Bearer {reader}"},
+            files={"artifact": ("m.onnx", b"x" * 1024), "manifest": (None, '{"backend": "onnx"}')},
+        )
+    assert listed.status_code == 200
+    assert upload.status_code == 403 and "lacks the 'admin' scope" in upload.json()["error"]
