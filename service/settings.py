@@ -16,6 +16,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 __all__ = ("Settings",)
 
 
+_DATABASE_SCHEMES = frozenset({"sqlite", "sqlite+aiosqlite", "postgresql", "postgres", "postgresql+asyncpg"})
+
+
 class Settings(BaseSettings):
     """modelport configuration (env prefix ``MODELPORT_``)."""
 
@@ -37,7 +40,7 @@ class Settings(BaseSettings):
     artifact_cache_max_bytes: int = Field(default=0, ge=0)
     """With ``artifact_url``: bytes of cached blobs kept on this replica, least recently used evicted first
     (0 = no bound). Evicted blobs are fetched and verified again when next loaded."""
-    artifact_transfer_timeout_s: float = Field(default=600.0, gt=0.0, le=86400.0)
+    artifact_transfer_timeout_s: float = Field(default=600.0, gt=0.0, le=86400.0, allow_inf_nan=False)
     """With ``artifact_url``: bound on one upload or download request, body included."""
     s3_endpoint_url: str | None = None
     """S3 endpoint for non-AWS services (``http://minio:9000``). Unset: AWS, or ``AWS_ENDPOINT_URL``."""
@@ -71,23 +74,23 @@ class Settings(BaseSettings):
     """Threads across independent operators (0 = backend default)."""
     max_batch_size: int = Field(default=32, ge=1, le=4096)
     """Largest batch the dynamic batcher assembles, and the largest batch one request may carry."""
-    max_batch_delay_ms: float = Field(default=2.0, ge=0.0, le=1000.0)
+    max_batch_delay_ms: float = Field(default=2.0, ge=0.0, le=1000.0, allow_inf_nan=False)
     """How long the oldest queued request may wait for others to join its batch."""
     max_queue: int = Field(default=256, ge=1, le=1_000_000)
     """Requests waiting per engine; beyond this a request gets 503 + Retry-After at once."""
-    queue_timeout_ms: float = Field(default=0.0, ge=0.0)
+    queue_timeout_ms: float = Field(default=0.0, ge=0.0, le=600_000.0, allow_inf_nan=False)
     """Default queue timeout (0 = none). A request waiting longer gets 503 instead of running stale."""
     inference_threads: int = Field(default=1, ge=1, le=64)
     """Worker threads running batches per engine (backends release the GIL)."""
     max_loaded_engines: int = Field(default=8, ge=1, le=1024)
     """LRU cap on loaded engines; versions an alias or split routes to are never evicted."""
-    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=1 << 31)
     """Largest inference request body (after decompression): beyond it 413."""
-    max_artifact_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=1)
+    max_artifact_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=1, le=1 << 40)
     """Largest artifact accepted at registration, enforced while streaming."""
-    registry_poll_interval_s: float = Field(default=1.0, gt=0.0, le=60.0)
+    registry_poll_interval_s: float = Field(default=1.0, gt=0.0, le=60.0, allow_inf_nan=False)
     """How often each worker checks the registry generation for promotions, splits and archives."""
-    drain_timeout_s: float = Field(default=20.0, ge=0.0, le=600.0)
+    drain_timeout_s: float = Field(default=20.0, ge=0.0, le=600.0, allow_inf_nan=False)
     """On SIGTERM: readiness goes false, then in-flight requests get this long to finish."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Minimum log level."""
@@ -112,6 +115,21 @@ class Settings(BaseSettings):
         except StoreError as exc:
             raise ValueError(str(exc)) from None
         return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        """Only the registries modelport supports, named at start-up instead of failing at the first query."""
+        if value is None:
+            return None
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if scheme not in _DATABASE_SCHEMES:
+            shown = scheme or value[:40]
+            raise ValueError(
+                f"unsupported database URL scheme '{shown}': use sqlite:///path/registry.db or "
+                "postgresql://user@host/db"
+            )
+        return value
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
