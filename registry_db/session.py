@@ -15,12 +15,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from registry_db.errors import Conflict, DatabaseUnavailable
 
-__all__ = ("READONLY", "Transient", "classify_db_error", "create_engine", "is_sqlite")
+__all__ = (
+    "CONNECT_TIMEOUT_S",
+    "READONLY",
+    "STATEMENT_TIMEOUT_S",
+    "Transient",
+    "classify_db_error",
+    "create_engine",
+    "is_sqlite",
+)
 
 READONLY = "modelport_readonly"
 """Execution option marking a read-only transaction (deferred ``BEGIN`` on SQLite)."""
 
 _BUSY_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT_S = 5.0
+"""How long to wait for PostgreSQL to accept a connection before the call is answered 503."""
+STATEMENT_TIMEOUT_S = 30.0
+"""How long one statement may wait for PostgreSQL's answer (client side: also bounds a server gone silent)."""
 # PostgreSQL SQLSTATEs: a retry can succeed (serialization failure, deadlock, lock timeout, unique race)
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03", "23505"})
 # PostgreSQL SQLSTATE classes meaning "cannot talk to the database": connection, shutdown, auth, no such db
@@ -32,13 +44,29 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def create_engine(url: str, *, busy_timeout_ms: int = _BUSY_TIMEOUT_MS, **kwargs: Any) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    busy_timeout_ms: int = _BUSY_TIMEOUT_MS,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    statement_timeout_s: float = STATEMENT_TIMEOUT_S,
+    **kwargs: Any,
+) -> AsyncEngine:
     """An engine with sane pool settings; SQLite gets WAL, foreign keys, a busy timeout and IMMEDIATE writes.
 
-    ``kwargs`` go to :func:`~sqlalchemy.ext.asyncio.create_async_engine` and win over the defaults here.
+    PostgreSQL connections time out while connecting (``connect_timeout_s``) and per statement
+    (``statement_timeout_s``, enforced by the client, so a database that accepts connections and then says
+    nothing is a bounded wait, answered 503, not a hang). ``kwargs`` go to
+    :func:`~sqlalchemy.ext.asyncio.create_async_engine` and win over the defaults here.
     """
     if not is_sqlite(url):
-        options: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5, "pool_timeout": 10}
+        options: dict[str, Any] = {
+            "pool_pre_ping": True,
+            "pool_size": 5,
+            "max_overflow": 5,
+            "pool_timeout": 10,
+            "connect_args": {"timeout": connect_timeout_s, "command_timeout": statement_timeout_s},
+        }
         return create_async_engine(url, **{**options, **kwargs})
 
     engine = create_async_engine(url, **{"connect_args": {"timeout": busy_timeout_ms / 1000}, **kwargs})

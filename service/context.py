@@ -52,7 +52,11 @@ class Services:
     def build(cls, settings: Settings, *, plugins: PluginRegistry | None = None) -> Services:
         """The registry (connecting lazily), the store and the plugins the settings describe."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(settings.resolved_database_url)
+        engine = create_engine(
+            settings.resolved_database_url,
+            connect_timeout_s=settings.db_connect_timeout_s,
+            statement_timeout_s=settings.db_statement_timeout_s,
+        )
         return cls(settings, Registry(engine), open_artifact_store(settings), plugins or default_registry())
 
     @classmethod

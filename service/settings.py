@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     """Largest artifact accepted at registration, enforced while streaming."""
     registry_poll_interval_s: float = Field(default=1.0, gt=0.0, le=60.0, allow_inf_nan=False)
     """How often each worker checks the registry generation for promotions, splits and archives."""
+    db_connect_timeout_s: float = Field(default=5.0, gt=0.0, le=300.0, allow_inf_nan=False)
+    """PostgreSQL: how long to wait for a connection before answering 503 + Retry-After."""
+    db_statement_timeout_s: float = Field(default=30.0, gt=0.0, le=3600.0, allow_inf_nan=False)
+    """PostgreSQL: how long one statement may wait for an answer (a silent database is a bounded wait)."""
     drain_timeout_s: float = Field(default=20.0, ge=0.0, le=600.0, allow_inf_nan=False)
     """On SIGTERM: readiness goes false, then in-flight requests get this long to finish."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -104,7 +104,13 @@ def _run(work: Callable[[Any], Awaitable[T]], *, with_plugins: bool = False) -> 
                 return await work(services)
             finally:
                 await services.close()
-        registry = Registry(create_engine(settings.resolved_database_url))
+        registry = Registry(
+            create_engine(
+                settings.resolved_database_url,
+                connect_timeout_s=settings.db_connect_timeout_s,
+                statement_timeout_s=settings.db_statement_timeout_s,
+            )
+        )
         try:
             from service.context import open_artifact_store
 

@@ -152,7 +152,13 @@ class RoutingState:
 
     async def _routing(self, model: str) -> ModelRouting:
         routing = self._snapshot.models.get(model)
-        if routing is None and time.monotonic() - self._last_refresh > _MISS_REFRESH_INTERVAL_S:
+        # a miss may be a model registered a moment ago: look again, unless the registry is known to be down
+        # (then the watcher keeps trying, and an unknown name is answered from the snapshot without waiting)
+        if (
+            routing is None
+            and self.last_error is None
+            and time.monotonic() - self._last_refresh > _MISS_REFRESH_INTERVAL_S
+        ):
             await self.refresh()
             routing = self._snapshot.models.get(model)
         if routing is None:
@@ -175,7 +181,7 @@ class RoutingState:
                 )
             version = chosen
         elif version not in routing.active_versions:
-            if time.monotonic() - self._last_refresh > _MISS_REFRESH_INTERVAL_S:
+            if self.last_error is None and time.monotonic() - self._last_refresh > _MISS_REFRESH_INTERVAL_S:
                 await self.refresh()
                 routing = self._snapshot.models.get(model, routing)
             if version not in routing.active_versions:

@@ -108,3 +108,24 @@ def test_classify_db_error(error: BaseException, expected: type[BaseException]) 
 )
 def test_bugs_are_not_disguised(error: BaseException) -> None:
     assert classify_db_error(error) is None
+
+
+async def test_a_database_that_accepts_and_never_answers_is_unavailable_within_the_timeout() -> None:
+    """A black hole: the kernel completes the TCP handshake, nothing ever replies. The call must end as
+    DatabaseUnavailable (503 upstream) after the connect timeout, not hang."""
+    import socket
+    import time
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)  # never accept(): connections sit in the backlog unanswered
+    try:
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:{hole.getsockname()[1]}/test"
+        registry = Registry(create_engine(url, connect_timeout_s=0.5, statement_timeout_s=0.5, pool_timeout=1))
+        started = time.monotonic()
+        with pytest.raises(DatabaseUnavailable, match="unavailable"):
+            await registry.catalog.list_models()
+        assert time.monotonic() - started < 10  # bounded by the timeouts, far below any client's patience
+        await registry.close()
+    finally:
+        hole.close()

@@ -27,8 +27,10 @@ class FakeRegistry:
     snapshot: RoutingSnapshot
     shas: dict[str, str] = field(default_factory=dict)
     down: bool = False
+    calls: int = 0
 
     async def generation(self) -> int:
+        self.calls += 1
         if self.down:
             raise DatabaseUnavailable("registry database unreachable")
         return self.snapshot.generation
@@ -126,4 +128,21 @@ async def test_unknown_names_say_what_is_missing(
     await state.refresh()
     with pytest.raises(NotFound, match="no traffic split and no 'production' alias"):
         await state.resolve("m", None, None)
+    await pool.close()
+
+
+async def test_unknown_names_do_not_wait_on_a_registry_known_to_be_down(
+    parts: tuple[FakeRegistry, CountingLoader, EnginePool, RoutingState],
+) -> None:
+    registry, _, pool, state = parts
+    await state.refresh(force=True)
+    registry.down = True
+    assert not await state.refresh() and state.last_error is not None
+    calls_before = registry.calls
+    state._last_refresh = 0.0  # noqa: SLF001 - a miss would otherwise look again at once
+    with pytest.raises(NotFound, match="unknown model 'new'"):
+        await state.resolve("new", None, None)
+    with pytest.raises(NotFound, match="no active version '7'"):
+        await state.resolve("m", "7", None)
+    assert registry.calls == calls_before  # answered from the snapshot, no trip to the database
     await pool.close()
