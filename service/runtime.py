@@ -16,8 +16,10 @@ import structlog
 
 from registry_db.migrate import current_async, head_revision
 from service.context import Services
+from service.inference.cpu_budget import threads_per_engine
 from service.inference.dataplane import DataPlane
 from service.inference.engine_pool import EnginePool
+from service.inference.loader import process_cpu_budget
 from service.inference.routing_state import RoutingState
 from service.management.operations import RoutingOperations
 from service.observability.metrics import Metrics
@@ -97,6 +99,18 @@ class Runtime:
                     head=head_revision(),
                     hint="run 'modelport db upgrade'",
                 )
+        budget = process_cpu_budget()
+        self.metrics.cpu_budget.set(budget.cpus)
+        _log.info(
+            "cpu_budget",
+            cpus=budget.cpus,
+            affinity=budget.affinity,
+            quota=budget.quota,
+            intra_op_threads=threads_per_engine(
+                budget, workers=self.settings.workers, configured=self.settings.intra_op_threads
+            ),
+            spinning=self.settings.thread_spinning,
+        )
         await self.routing.refresh(force=True)
         self.routing.start()
         self.dataplane.ready = True

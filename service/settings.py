@@ -69,7 +69,8 @@ class Settings(BaseSettings):
     use_fp16: bool = False
     """Run TorchScript engines in half precision on CUDA."""
     intra_op_threads: int = Field(default=0, ge=0, le=256)
-    """Threads inside one inference call (0 = backend default)."""
+    """Threads inside one inference call. 0: this worker's share of the CPUs the process may use (affinity mask
+    and cgroup quota, not the machine's core count)."""
     inter_op_threads: int = Field(default=0, ge=0, le=256)
     """Threads across independent operators (0 = backend default)."""
     max_batch_size: int = Field(default=32, ge=1, le=4096)
@@ -80,6 +81,8 @@ class Settings(BaseSettings):
     """Requests waiting per engine; beyond this a request gets 503 + Retry-After at once."""
     queue_timeout_ms: float = Field(default=0.0, ge=0.0, le=600_000.0, allow_inf_nan=False)
     """Default queue timeout (0 = none). A request waiting longer gets 503 instead of running stale."""
+    thread_spinning: bool = False
+    """Let runtime thread pools busy-wait for work (onnxruntime's spinning): only with dedicated cores."""
     inference_threads: int = Field(default=1, ge=1, le=64)
     """Worker threads running batches per engine (backends release the GIL)."""
     max_loaded_engines: int = Field(default=8, ge=1, le=1024)

@@ -48,6 +48,9 @@ class Metrics:
             "modelport_rejected", "Requests refused by backpressure", ("model", "version", "reason"), registry=r
         )
         self.loaded_engines = Gauge("modelport_loaded_engines", "Engines currently loaded", registry=r)
+        self.cpu_budget = Gauge(
+            "modelport_cpu_budget", "CPUs this process may use (affinity mask, cgroup quota)", registry=r
+        )
         self.load_failures = Counter(
             "modelport_engine_load_failures", "Engine loads that failed", ("model", "version"), registry=r
         )

@@ -109,6 +109,9 @@ class LoadRequest:
     """Threads within an op (0 = runtime default)."""
     inter_op_threads: int = 0
     """Threads across ops (0 = runtime default)."""
+    allow_spinning: bool = False
+    """Whether idle runtime threads may busy-wait for work. Only worth it on dedicated cores: on a shared or
+    quota-limited CPU, spinning threads steal the time the event loop needs."""
     architecture: ArchitectureFactory | None = None
     """Resolved from ``modelport.architectures`` for backends with ``requires_architecture``."""
     architecture_config: Mapping[str, Any] = field(default_factory=dict)

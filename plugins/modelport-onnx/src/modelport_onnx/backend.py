@@ -211,6 +211,9 @@ class OnnxBackend(Backend):
             options.intra_op_num_threads = request.intra_op_threads
         if request.inter_op_threads > 0:
             options.inter_op_num_threads = request.inter_op_threads
+        spin = "1" if request.allow_spinning else "0"  # idle threads spinning on a shared core starve the loop
+        options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        options.add_session_config_entry("session.inter_op.allow_spinning", spin)
         session = ort.InferenceSession(
             str(request.artifact_path), sess_options=options, providers=_providers(request.device)
         )
