@@ -135,3 +135,27 @@ def test_other_formats_refused_for_this_backend(tmp_path: Path) -> None:
     weights.write_bytes(struct.pack("<Q", len(header)) + header + bytes(4))
     with pytest.raises(ArtifactRejected, match="backend 'onnx' cannot load a safetensors artifact"):
         inspect_artifact(weights, OnnxBackend(), backend_name="onnx", principal_is_admin=True)
+
+
+def _string_identity(path: Path) -> Path:
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("text", TensorProto.STRING, [None, 1])
+    y = helper.make_tensor_value_info("same", TensorProto.STRING, [None, 1])
+    graph = helper.make_graph([helper.make_node("Identity", ["text"], ["same"])], "echo", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, str(path))
+    return path
+
+
+def test_bytes_inputs_reach_onnxruntime_as_their_text(tmp_path: Path) -> None:
+    """onnxruntime stores the repr of a ``bytes`` object ("b'abc'"); the engine hands it the decoded text."""
+    from service.errors import InvalidInput
+
+    engine = _load(_string_identity(tmp_path / "echo.onnx"))
+    batch = np.array([[b"abc"], ["dög".encode()], [b""]], dtype=object)
+    out = engine.predict({"text": batch})["same"]  # type: ignore[attr-defined]
+    assert out.tolist() == [["abc"], ["dög"], [""]]
+    with pytest.raises(InvalidInput, match="element 1 is not UTF-8"):
+        engine.predict({"text": np.array([[b"ok"], [b"\xff\xfe"]], dtype=object)})  # type: ignore[attr-defined]

@@ -68,6 +68,11 @@ async def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
                 await register_version(
                     services, model, artifact=path, manifest=VersionManifest(backend="onnx"), principal=ADMIN
                 )
+        echo = _string_identity(tmp_path / "echo.onnx")
+        await register_version(
+            services, "echo", artifact=echo, manifest=VersionManifest(backend="onnx"), principal=ADMIN
+        )
+        await services.registry.routing.set_alias("echo", "production", "1", actor="test")
         await services.registry.routing.set_alias("m", "production", "3", actor="test")
         await services.registry.routing.set_traffic("m", [("1", 30), ("2", 70)], actor="test")
         await services.registry.routing.set_alias("solo", "production", "1", actor="test")
@@ -79,6 +84,19 @@ async def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
         yield wrapper
     finally:
         await wrapper.runtime.stop()
+
+
+def _string_identity(path: Path) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("text", TensorProto.STRING, [None])
+    y = helper.make_tensor_value_info("same", TensorProto.STRING, [None])
+    graph = helper.make_graph([helper.make_node("Identity", ["text"], ["same"])], "echo", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, str(path))
+    return path
 
 
 def _client(asgi: Any) -> httpx.AsyncClient:
@@ -286,3 +304,26 @@ async def test_a_read_key_cannot_start_an_upload(app: ModelportASGI) -> None:
         )
     assert listed.status_code == 200
     assert upload.status_code == 403 and "lacks the 'admin' scope" in upload.json()["error"]
+
+
+async def test_bytes_tensors_come_back_as_sent_json_and_binary(app: ModelportASGI) -> None:
+    """issue 16: BYTES through an ONNX string identity used to come back as "b'abc'"."""
+    words = ["abc", "dög", ""]
+    request = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [3], "data": words}]}
+    tensor = triton.InferInput("text", [3], "BYTES")
+    tensor.set_data_from_numpy(np.array([w.encode() for w in words], dtype=object), binary_data=True)
+    body, header_length = _get_inference_request(
+        [tensor], "", [triton.InferRequestedOutput("same", binary_data=True)], 0, False, False, 0, None, None
+    )
+    async with _client(app) as client:
+        as_json = await client.post("/v2/models/echo/infer", json=request)
+        binary = await client.post(
+            "/v2/models/echo/infer", content=body, headers={"Inference-Header-Content-Length": str(header_length)}
+        )
+    assert as_json.status_code == 200, as_json.text
+    assert as_json.json()["outputs"][0]["data"] == words
+    assert binary.status_code == 200, binary.text
+    result = InferResult.from_response_body(
+        binary.content, header_length=int(binary.headers["inference-header-content-length"])
+    )
+    assert [w.decode() for w in result.as_numpy("same").tolist()] == words

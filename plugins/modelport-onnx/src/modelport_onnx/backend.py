@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import structlog
 
+from service.errors import InvalidInput
 from service.plugins import ArtifactFormat, Backend, Engine, LoadRequest, TensorSpec
 
 __all__ = ("ExternalDataRefused", "OnnxBackend", "OnnxEngine")
@@ -136,6 +137,24 @@ def _providers(device: str) -> list[str]:
     return [*chosen, "CPUExecutionProvider"]
 
 
+def _as_text(array: np.ndarray, name: str) -> np.ndarray:
+    """BYTES elements as ``str`` for onnxruntime: given ``bytes`` it stores their repr (``"b'abc'"``), not the
+    bytes. Its string tensors are UTF-8; other bytes are the caller's mistake (400 for that request alone)."""
+    flat = array.reshape(-1)
+    text = np.empty(flat.shape, dtype=object)
+    for index, item in enumerate(flat):
+        if isinstance(item, bytes | np.bytes_):
+            try:
+                text[index] = bytes(item).decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidInput(
+                    f"input '{name}': element {index} is not UTF-8, which this ONNX model's string input requires"
+                ) from None
+        else:
+            text[index] = item
+    return text.reshape(array.shape)
+
+
 class OnnxEngine(Engine):
     """An InferenceSession serving whole batches.
 
@@ -150,6 +169,7 @@ class OnnxEngine(Engine):
         self._inputs = tuple(_spec(a) for a in session.get_inputs())
         self._outputs = tuple(_spec(a) for a in session.get_outputs())
         self._input_names = [spec.name for spec in self._inputs]
+        self._text_inputs = frozenset(spec.name for spec in self._inputs if spec.datatype == "BYTES")
         self._output_names = [spec.name for spec in self._outputs]
         providers = session.get_providers()
         self._device = "cuda:0" if providers and providers[0] in _GPU_PROVIDERS else "cpu"
@@ -179,6 +199,8 @@ class OnnxEngine(Engine):
         if session is None:
             raise RuntimeError("engine is closed")
         feed = {name: inputs[name] for name in self._input_names}
+        for name in self._text_inputs:
+            feed[name] = _as_text(feed[name], name)
         results = session.run(self._output_names, feed)
         return dict(zip(self._output_names, results, strict=True))
 
