@@ -77,5 +77,5 @@ def configure_logging(level: str = "INFO", fmt: str = "json", *, cache: bool = T
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("uvicorn.access",):
+    for noisy in ("uvicorn.access", "alembic.runtime.plugins"):  # a line per request / per Alembic plugin
         logging.getLogger(noisy).setLevel(logging.WARNING)
