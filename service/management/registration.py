@@ -39,7 +39,9 @@ def smoke_test(engine: Engine) -> None:
     for spec in engine.inputs:
         shape = (_SMOKE_BATCH, *(1 if d < 0 else d for d in spec.shape[1:]))
         if spec.datatype == "BYTES":
-            batch[spec.name] = np.full(shape, b"", dtype=np.object_)
+            # "0": a valid string for any text model and a number for models that parse their strings
+            # (Triton's simple_string casts STRING to INT32; an empty string made its Cast throw)
+            batch[spec.name] = np.full(shape, b"0", dtype=np.object_)
         else:
             batch[spec.name] = np.zeros(shape, dtype=spec.dtype)
     try:

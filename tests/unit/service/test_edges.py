@@ -327,3 +327,29 @@ async def test_bytes_tensors_come_back_as_sent_json_and_binary(app: ModelportASG
         binary.content, header_length=int(binary.headers["inference-header-content-length"])
     )
     assert [w.decode() for w in result.as_numpy("same").tolist()] == words
+
+
+async def test_a_model_that_parses_numeric_strings_registers_and_serves(app: ModelportASGI, tmp_path: Path) -> None:
+    """issue 16: Triton's simple_string shape (STRING -> Cast INT32) could not be registered: the smoke test fed
+    empty strings and the Cast threw."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("text", TensorProto.STRING, [None])
+    y = helper.make_tensor_value_info("number", TensorProto.INT32, [None])
+    cast = helper.make_node("Cast", ["text"], ["number"], to=TensorProto.INT32)
+    model = helper.make_model(helper.make_graph([cast], "parse", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "parse.onnx"
+    onnx.save_model(model, str(path))
+    record = await register_version(
+        app.runtime.services, "parse", artifact=path, manifest=VersionManifest(backend="onnx"), principal=ADMIN
+    )
+    await app.runtime.operations.registered()  # what the admin upload route does after registering
+    async with _client(app) as client:
+        reply = await client.post(
+            f"/v2/models/parse/versions/{record.version}/infer",
+            json={"inputs": [{"name": "text", "datatype": "BYTES", "shape": [3], "data": ["1", "22", "-3"]}]},
+        )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["outputs"][0]["data"] == [1, 22, -3]
