@@ -16,10 +16,9 @@ import structlog
 
 from registry_db.migrate import current_async, head_revision
 from service.context import Services
-from service.inference.cpu_budget import threads_per_engine
+from service.inference.cpu_budget import engine_threads, process_cpu_budget
 from service.inference.dataplane import DataPlane
 from service.inference.engine_pool import EnginePool
-from service.inference.loader import process_cpu_budget
 from service.inference.routing_state import RoutingState
 from service.management.operations import RoutingOperations
 from service.observability.metrics import Metrics
@@ -106,9 +105,7 @@ class Runtime:
             cpus=budget.cpus,
             affinity=budget.affinity,
             quota=budget.quota,
-            intra_op_threads=threads_per_engine(
-                budget, workers=self.settings.workers, configured=self.settings.intra_op_threads
-            ),
+            intra_op_threads=engine_threads(workers=self.settings.workers, configured=self.settings.intra_op_threads),
             spinning=self.settings.thread_spinning,
         )
         await self.routing.refresh(force=True)

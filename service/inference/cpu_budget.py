@@ -7,12 +7,13 @@ the event loop for the one core there is. The engines' default thread counts com
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ("CpuBudget", "cpu_budget", "threads_per_engine")
+__all__ = ("CpuBudget", "cpu_budget", "engine_threads", "process_cpu_budget", "threads_per_engine")
 
 _CGROUP = Path("/sys/fs/cgroup")
 
@@ -63,3 +64,14 @@ def threads_per_engine(budget: CpuBudget, *, workers: int, configured: int) -> i
     if configured > 0:
         return configured
     return max(1, budget.cpus // max(1, workers))
+
+
+@functools.cache
+def process_cpu_budget() -> CpuBudget:
+    """This process's budget, read once (affinity and quota do not change under a running server)."""
+    return cpu_budget()
+
+
+def engine_threads(*, workers: int, configured: int) -> int:
+    """Intra-op threads each engine of this process gets (:func:`threads_per_engine` on the process budget)."""
+    return threads_per_engine(process_cpu_budget(), workers=workers, configured=configured)

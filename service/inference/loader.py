@@ -6,7 +6,6 @@ worker thread: it hashes files and may take seconds.
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ import structlog
 from registry_db.errors import IntegrityError
 from registry_db.store import ArtifactStore
 from service.errors import ArtifactRejected
-from service.inference.cpu_budget import CpuBudget, cpu_budget, threads_per_engine
+from service.inference.cpu_budget import engine_threads
 from service.plugins import Engine, LoadRequest, PluginRegistry, TensorSpec, UnknownPlugin
 from service.security.artifact_guard import inspect_artifact
 from service.settings import Settings
@@ -34,12 +33,6 @@ class LoadedArtifact:
     engine: Engine
     load_seconds: float
     warmup_seconds: float
-
-
-@functools.cache
-def process_cpu_budget() -> CpuBudget:
-    """This process's CPU budget, read once (affinity and quota do not change under a running server)."""
-    return cpu_budget()
 
 
 def specs_from_signature(signature: dict[str, Any] | None, key: str) -> tuple[TensorSpec, ...] | None:
@@ -96,9 +89,7 @@ def load_engine(
         artifact_format=fmt,
         device=settings.device,
         use_fp16=settings.use_fp16,
-        intra_op_threads=threads_per_engine(
-            process_cpu_budget(), workers=settings.workers, configured=settings.intra_op_threads
-        ),
+        intra_op_threads=engine_threads(workers=settings.workers, configured=settings.intra_op_threads),
         inter_op_threads=settings.inter_op_threads or 1,
         allow_spinning=settings.thread_spinning,
         architecture=factory,
