@@ -14,6 +14,7 @@ from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from service import __version__
 from service.api.admin import ADMIN_CONTROLLERS
+from service.api.feedback import FeedbackController
 from service.api.inference_http import InferenceHTTP
 from service.api.metrics import metrics
 from service.api.v1_predict import V1Controller
@@ -69,7 +70,7 @@ def create_app(settings: Settings | None = None, *, plugins: PluginRegistry | No
             await runtime.stop()
 
     app = Litestar(
-        route_handlers=[V2Controller, V1Controller, *ADMIN_CONTROLLERS, metrics],
+        route_handlers=[V2Controller, V1Controller, FeedbackController, *ADMIN_CONTROLLERS, metrics],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
         openapi_config=_openapi(),

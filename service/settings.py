@@ -99,6 +99,26 @@ class Settings(BaseSettings):
     """PostgreSQL: how long one statement may wait for an answer (a silent database is a bounded wait)."""
     drain_timeout_s: float = Field(default=20.0, ge=0.0, le=600.0, allow_inf_nan=False)
     """On SIGTERM: readiness goes false, then in-flight requests get this long to finish."""
+    stats_bucket_s: int = Field(default=60, ge=1, le=86400)
+    """Length of one statistics time bucket (the resolution of the stats timeline)."""
+    stats_flush_interval_s: float = Field(default=5.0, gt=0.0, le=300.0, allow_inf_nan=False)
+    """How often each worker writes its statistics to the registry database (what a crash can lose)."""
+    stats_retention_s: int = Field(default=7 * 86400, ge=3600, le=400 * 86400)
+    """How long statistics buckets and recorded outcomes are kept."""
+    feedback_window_s: int = Field(default=86400, ge=0, le=30 * 86400)
+    """How long after a prediction its outcome may be sent (0: no prediction log, no feedback)."""
+    prediction_log_max_pending: int = Field(default=100_000, ge=100, le=10_000_000)
+    """Predictions waiting to be written per worker; beyond this they are dropped and counted."""
+    prediction_flush_interval_s: float = Field(default=1.0, gt=0.0, le=60.0, allow_inf_nan=False)
+    """How often each worker writes its pending predictions (the longest an outcome may have to wait)."""
+    experiment_alpha: float = Field(default=0.05, gt=0.0, lt=0.5, allow_inf_nan=False)
+    """False-positive bound of the always-valid comparisons, across any amount of peeking."""
+    shadow_queue: int = Field(default=256, ge=1, le=100_000)
+    """Mirrored calls waiting for their shadow per worker; beyond this copies are dropped and counted."""
+    rollout_interval_s: float = Field(default=5.0, gt=0.0, le=600.0, allow_inf_nan=False)
+    """How often the rollout controller re-evaluates running rollouts."""
+    rollout_lease_s: float = Field(default=20.0, gt=0.0, le=3600.0, allow_inf_nan=False)
+    """How long the controller's lease lasts without renewal before another replica takes over."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Minimum log level."""
     log_format: Literal["json", "console"] = "json"

@@ -29,7 +29,6 @@ __all__ = (
     "ModelOut",
     "SplitBody",
     "SplitItem",
-    "StatsOut",
     "TrafficBody",
     "TrafficOut",
     "VersionOut",
@@ -172,16 +171,6 @@ class ModelDetailOut(msgspec.Struct, frozen=True):
     versions: list[VersionOut]
     aliases: dict[str, str]
     traffic: list[SplitItem]
-
-
-class StatsOut(msgspec.Struct, frozen=True):
-    """Per-version figures on the replica that answered; ``comparison`` contrasts split arms."""
-
-    model_name: str
-    replica: str
-    versions: dict[str, dict[str, Any]]
-    traffic: list[SplitItem]
-    comparison: dict[str, Any]
 
 
 class AuditOut(msgspec.Struct, frozen=True):

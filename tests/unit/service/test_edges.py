@@ -199,8 +199,8 @@ async def test_every_call_reaches_the_observers_once(app: ModelportASGI) -> None
     assert (bad.status, bad.call.served_version, bad.result) == (400, None, None)
     assert (unknown.status, unknown.call.served_version) == (404, None)
     assert v1.call.protocol == "v1_predict" and v1.result is not None and v1.result.postprocessed is not None
-    stats = app.runtime.stats.for_model("solo")
-    assert stats["1"]["requests"] == 2 and stats["1"]["errors"] == 0
+    stats = app.runtime.experiments.stats.totals("solo")
+    assert stats["1"].requests == 2 and stats["1"].errors == 0
 
 
 async def test_stats_count_only_what_the_version_did(app: ModelportASGI) -> None:
@@ -215,10 +215,10 @@ async def test_stats_count_only_what_the_version_did(app: ModelportASGI) -> None
     busy = InferCall("solo", "1", "v2_infer", "busy-1", ())
     busy.served_version = "1"
     app.runtime.dataplane.reject(busy, Overloaded("queue full"))
-    figures = app.runtime.stats.for_model("solo")["1"]
+    figures = app.runtime.experiments.stats.totals("solo")["1"].summary()
     assert (figures["requests"], figures["errors"], figures["error_rate"]) == (1, 0, 0.0)
     assert (figures["client_errors"], figures["rejected"]) == (1, 1)
-    assert figures["latency_ms"]["window"] == 1
+    assert figures["latency_ms"]["count"] == 1
 
 
 async def test_readiness_and_unknown_names(app: ModelportASGI) -> None:
