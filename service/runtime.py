@@ -53,7 +53,6 @@ class Runtime:
         """Wire every part from the settings; nothing connects until :meth:`start`."""
         services = Services.build(settings, plugins=plugins)
         metrics = Metrics()
-        experiments = Experiments.build(settings, registry=services.registry, metrics=metrics)
         services.store.listener = metrics.on_artifact_event
         pool = EnginePool(settings=settings, store=services.store, plugins=services.plugins, metrics=metrics)
         routing = RoutingState(
@@ -63,12 +62,14 @@ class Runtime:
             poll_interval_s=settings.registry_poll_interval_s,
             database_url=settings.resolved_database_url,
         )
+        experiments = Experiments.build(settings, registry=services.registry, metrics=metrics, routing=routing)
         dataplane = DataPlane(
             routing=routing,
             pool=pool,
             plugins=services.plugins,
             observers=(*default_observers(metrics), *experiments.observers(settings)),
         )
+        experiments.bind(dataplane)
         admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
         # a routing change first loads and warms its targets here, so this worker serves them at once
         ensure_loads = functools.partial(pool.acquire, retry_failed=True)

@@ -175,7 +175,10 @@ class FleetStats:
         if chosen is not None:
             base = totals.get(chosen, VersionFigures())
             for version in contenders:
-                comparison["arms"][version] = compare(base, totals.get(version, VersionFigures()), alpha=self.alpha)
+                figures = totals.get(version, VersionFigures())
+                if shadow is not None and version == shadow["version"]:
+                    figures = _as_served(figures)
+                comparison["arms"][version] = compare(base, figures, alpha=self.alpha)
         return {
             "model_name": model,
             "scope": "fleet",
@@ -198,6 +201,12 @@ class FleetStats:
         }
 
 
+def _as_served(figures: VersionFigures) -> VersionFigures:
+    """A shadow's copies seen as if they had been its calls (their errors and latency), for the comparison."""
+    shadow = figures.counters.shadow
+    return VersionFigures(VersionCounters(requests=shadow.requests, errors=shadow.errors, latency=shadow.latency))
+
+
 def _point(figures: VersionFigures) -> dict[str, Any]:
     c = figures.counters
     p50, p99 = c.latency.percentiles(0.5, 0.99)
@@ -208,6 +217,7 @@ def _point(figures: VersionFigures) -> dict[str, Any]:
         "rejected": c.rejected,
         "latency_ms": {"p50": p50, "p99": p99},
         "feedback": figures.feedback.summary(),
+        "shadow": c.shadow.summary() if not c.shadow.empty else None,
     }
 
 

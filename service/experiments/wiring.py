@@ -13,7 +13,9 @@ from service.experiments.fleet import FleetStats
 from service.experiments.flusher import ExperimentsFlusher
 from service.experiments.observers import FleetStatsObserver, PredictionLogObserver
 from service.experiments.prediction_log import PredictionLog
-from service.inference.dataplane import InferenceObserver
+from service.experiments.shadow import ShadowMirror
+from service.inference.dataplane import DataPlane, InferenceObserver
+from service.inference.routing_state import RoutingState
 from service.observability.metrics import Metrics
 from service.settings import Settings
 
@@ -32,9 +34,10 @@ class Experiments:
     flusher: ExperimentsFlusher
     feedback: FeedbackRecorder
     fleet: FleetStats
+    shadow: ShadowMirror
 
     @classmethod
-    def build(cls, settings: Settings, *, registry: Registry, metrics: Metrics) -> Experiments:
+    def build(cls, settings: Settings, *, registry: Registry, metrics: Metrics, routing: RoutingState) -> Experiments:
         stats = StatsAccumulator(bucket_s=settings.stats_bucket_s)
         predictions = PredictionLog(max_pending=settings.prediction_log_max_pending)
         flusher = ExperimentsFlusher(
@@ -59,16 +62,22 @@ class Experiments:
         fleet = FleetStats(
             registry=registry, flusher=flusher, bucket_s=settings.stats_bucket_s, alpha=settings.experiment_alpha
         )
-        return cls(stats, predictions, flusher, feedback, fleet)
+        shadow = ShadowMirror(routing=routing, stats=stats, metrics=metrics, queue_size=settings.shadow_queue)
+        return cls(stats, predictions, flusher, feedback, fleet, shadow)
 
     def observers(self, settings: Settings) -> tuple[InferenceObserver, ...]:
-        found: list[InferenceObserver] = [FleetStatsObserver(self.stats)]
+        found: list[InferenceObserver] = [FleetStatsObserver(self.stats), self.shadow]
         if settings.feedback_window_s > 0:
             found.append(PredictionLogObserver(self.predictions))
         return tuple(found)
 
+    def bind(self, dataplane: DataPlane) -> None:
+        self.shadow.bind(dataplane)
+
     def start(self) -> None:
         self.flusher.start()
+        self.shadow.start()
 
     async def stop(self) -> None:
+        await self.shadow.stop()
         await self.flusher.stop()

@@ -215,6 +215,21 @@ class DataPlane:
                 self._idle.set()
             self._observe(call, result, error)
 
+    async def run_version(
+        self, model: str, version: str, inputs: Sequence[DecodedTensor] | InputBinder
+    ) -> tuple[dict[str, np.ndarray], tuple[TensorSpec, ...]]:
+        """The pipeline for one explicit version without routing by the split or observation (shadow copies):
+        validate -> preprocess -> queue + batch. Returns every output, ``(batch, *dims)``, and their specs."""
+        record = await self._routing.resolve(model, version, None)
+        served = self._pool.get_loaded(record.model_name, record.version)
+        if served is None or served.record.sha256 != record.sha256:
+            served = await self._pool.acquire(record)
+        tensors = inputs(served.inputs) if callable(inputs) else inputs
+        batch = served.validator.validate(tensors)
+        if served.preprocess is not None:
+            batch = served.preprocess(batch)
+        return await served.batcher.submit(batch, timeout_s=None), served.outputs
+
     def reject(self, call: InferCall, error: BaseException) -> None:
         """Account a call its edge refused before it reached :meth:`infer` (an undecodable body)."""
         self._observe(call, None, error)

@@ -31,8 +31,9 @@ _MISS_REFRESH_INTERVAL_S = 0.25
 
 
 def routed_versions(routing: ModelRouting) -> set[str]:
-    """Versions an unversioned call may land on, plus every aliased version (warmed, pinned)."""
-    return {entry.version for entry in routing.splits} | set(routing.aliases.values())
+    """Versions an unversioned call may land on, plus every aliased version and the shadow (warmed, pinned)."""
+    shadow = {routing.shadow_version} if routing.shadow_version else set()
+    return {entry.version for entry in routing.splits} | set(routing.aliases.values()) | shadow
 
 
 class RoutingState:

@@ -71,7 +71,8 @@ class RoutingController(Controller):
         data: JSONBody[TrafficBody],
     ) -> TrafficOut:
         splits = [(s.version, s.weight) for s in data.splits]
-        record = await operations.set_traffic(model_name, splits, actor=admin.name)
+        shadow = (data.shadow.version, data.shadow.percent) if data.shadow is not None else None
+        record = await operations.set_traffic(model_name, splits, actor=admin.name, shadow=shadow)
         return TrafficOut.of(record, model_name)
 
     @delete(

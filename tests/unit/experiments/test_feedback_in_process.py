@@ -206,3 +206,44 @@ async def test_stats_survive_a_restart(registry_dir: Path) -> None:
     assert sum(v["requests"] for v in stats["versions"].values()) == 5
     assert stats["workers"] == 1
     assert reply.status_code == 202 and reply.json()["recorded"] == 1
+
+
+async def _wait_for(client: httpx.AsyncClient, check: Any, timeout_s: float = 10.0) -> dict[str, Any]:
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        stats: dict[str, Any] = (await client.get("/admin/models/m/stats", headers=BEARER)).json()
+        if check(stats) or asyncio.get_running_loop().time() > deadline:
+            return stats
+        await asyncio.sleep(0.1)
+
+
+async def test_shadow_gets_copies_and_its_agreement_is_measured(app: ModelportASGI, registry_dir: Path) -> None:
+    services = app.runtime.services
+    twin = registry_dir / "twin.onnx"
+    make_mlp_onnx(twin, in_dim=4, hidden=8, out=3, seed=1, input_name="x", output_name="y")  # same weights as v1
+    await register_version(services, "m", artifact=twin, manifest=VersionManifest(backend="onnx"), principal=ADMIN)
+    async with _client(app) as client:
+        body = {"splits": [{"version": "1", "weight": 100}], "shadow": {"version": "3", "percent": 100}}
+        reply = await client.put("/admin/models/m/traffic", json=body, headers=BEARER)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["shadow"] == {"version": "3", "percent": 100}
+        for i in range(20):
+            assert (await _predict(client, f"sh-{i}"))[0] == "1"  # the shadow never answers
+        stats = await _wait_for(client, lambda s: s["versions"].get("3", {}).get("shadow", {}).get("requests") == 20)
+        shadow = stats["versions"]["3"]["shadow"]
+        assert (shadow["requests"], shadow["errors"], shadow["compared"], shadow["dropped"]) == (20, 0, 20, 0)
+        assert shadow["agreement"] == 1.0 and shadow["max_abs_diff"] == 0.0
+        assert stats["versions"]["3"]["requests"] == 0 and stats["shadow"] == {"version": "3", "percent": 100}
+        assert set(stats["comparison"]["arms"]) == {"3"}
+        # a shadow that answers differently: agreement falls, the primary's answers do not change
+        body["shadow"] = {"version": "2", "percent": 100}
+        assert (await client.put("/admin/models/m/traffic", json=body, headers=BEARER)).status_code == 200
+        for i in range(20):
+            assert (await _predict(client, f"sh2-{i}"))[0] == "1"
+        stats = await _wait_for(client, lambda s: s["versions"].get("2", {}).get("shadow", {}).get("requests") == 20)
+        assert stats["versions"]["2"]["shadow"]["max_abs_diff"] > 0
+        bad = {"splits": [{"version": "1", "weight": 100}], "shadow": {"version": "1", "percent": 50}}
+        refused = await client.put("/admin/models/m/traffic", json=bad, headers=BEARER)
+        assert refused.status_code == 400 and "already in the split" in refused.json()["error"]
