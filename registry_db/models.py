@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -202,6 +203,14 @@ class Rollout(TimestampMixin, Base):
     __table_args__ = (
         CheckConstraint("state IN ('running', 'promoted', 'rolled_back', 'aborted')", name="state"),
         Index("ix_rollouts_model_state", "model", "state"),
+        # at most one running rollout per model, even under concurrent starts
+        Index(
+            "uq_rollouts_running_model",
+            "model",
+            unique=True,
+            sqlite_where=text("state = 'running'"),
+            postgresql_where=text("state = 'running'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -217,6 +226,9 @@ class Rollout(TimestampMixin, Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     reason: Mapped[str] = mapped_column(Text, default="", nullable=False)
     decisions: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
+    """Every transition (start, advance, promote, roll back, abort) with the evidence it was decided on."""
+    last_check: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """The controller's latest evaluation (what it waits for, with the figures), overwritten each time."""
     created_by: Mapped[str] = mapped_column(String(128), nullable=False)
 
 

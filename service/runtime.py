@@ -62,7 +62,13 @@ class Runtime:
             poll_interval_s=settings.registry_poll_interval_s,
             database_url=settings.resolved_database_url,
         )
-        experiments = Experiments.build(settings, registry=services.registry, metrics=metrics, routing=routing)
+        admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
+        # a routing change first loads and warms its targets here, so this worker serves them at once
+        ensure_loads = functools.partial(pool.acquire, retry_failed=True)
+        operations = RoutingOperations(services.registry, ensure_loads=ensure_loads, after_change=routing.refresh)
+        experiments = Experiments.build(
+            settings, registry=services.registry, metrics=metrics, routing=routing, operations=operations
+        )
         dataplane = DataPlane(
             routing=routing,
             pool=pool,
@@ -70,10 +76,6 @@ class Runtime:
             observers=(*default_observers(metrics), *experiments.observers(settings)),
         )
         experiments.bind(dataplane)
-        admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
-        # a routing change first loads and warms its targets here, so this worker serves them at once
-        ensure_loads = functools.partial(pool.acquire, retry_failed=True)
-        operations = RoutingOperations(services.registry, ensure_loads=ensure_loads, after_change=routing.refresh)
         return cls(
             settings=settings,
             services=services,

@@ -15,12 +15,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from registry_db.migrate import upgrade_async
 from registry_db.repository import Registry
 from registry_db.session import create_engine
 from registry_db.store import ArtifactStore
 from service.settings import Settings
+
+# structlog's default console renderer draws rich tracebacks with every frame's locals: seconds per logged
+# exception in tests that provoke backend failures on purpose. Same output otherwise, plain tracebacks.
+structlog.configure(
+    processors=[
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.StackInfoRenderer(),
+        structlog.dev.set_exc_info,
+        structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+        structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
+    ]
+)
 
 PG_URL = os.environ.get("MODELPORT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 STORE_MAX_BYTES = 10 * 1024 * 1024

@@ -20,7 +20,7 @@ from service.experiments.counters import VersionCounters
 from service.experiments.flusher import ExperimentsFlusher
 from service.experiments.sequential import Comparison, compare_means, compare_proportions
 
-__all__ = ("FleetStats", "FeedbackSums", "VersionFigures", "choose_control")
+__all__ = ("FeedbackSums", "FleetStats", "VersionFigures", "as_served", "choose_control", "compare")
 
 _MAX_POINTS = 1440
 
@@ -81,7 +81,7 @@ _MEANS = (
 )
 
 
-def compare(control: VersionFigures, arm: VersionFigures, *, alpha: float) -> dict[str, Any]:
+def compare(control: VersionFigures, arm: VersionFigures, *, alpha: float) -> dict[str, Comparison]:
     """Every metric both versions have, arm versus control, each an always-valid comparison."""
     c, a = control.counters, arm.counters
     out: dict[str, Comparison] = {
@@ -110,7 +110,7 @@ def compare(control: VersionFigures, arm: VersionFigures, *, alpha: float) -> di
                 alpha=alpha,
                 higher_is_better=higher,
             )
-    return {name: comparison.as_dict() for name, comparison in out.items()}
+    return out
 
 
 class FleetStats:
@@ -177,8 +177,9 @@ class FleetStats:
             for version in contenders:
                 figures = totals.get(version, VersionFigures())
                 if shadow is not None and version == shadow["version"]:
-                    figures = _as_served(figures)
-                comparison["arms"][version] = compare(base, figures, alpha=self.alpha)
+                    figures = as_served(figures)
+                found = compare(base, figures, alpha=self.alpha)
+                comparison["arms"][version] = {name: c.as_dict() for name, c in found.items()}
         return {
             "model_name": model,
             "scope": "fleet",
@@ -201,7 +202,7 @@ class FleetStats:
         }
 
 
-def _as_served(figures: VersionFigures) -> VersionFigures:
+def as_served(figures: VersionFigures) -> VersionFigures:
     """A shadow's copies seen as if they had been its calls (their errors and latency), for the comparison."""
     shadow = figures.counters.shadow
     return VersionFigures(VersionCounters(requests=shadow.requests, errors=shadow.errors, latency=shadow.latency))

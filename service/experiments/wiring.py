@@ -13,9 +13,11 @@ from service.experiments.fleet import FleetStats
 from service.experiments.flusher import ExperimentsFlusher
 from service.experiments.observers import FleetStatsObserver, PredictionLogObserver
 from service.experiments.prediction_log import PredictionLog
+from service.experiments.rollouts import RolloutController, RolloutOperations
 from service.experiments.shadow import ShadowMirror
 from service.inference.dataplane import DataPlane, InferenceObserver
 from service.inference.routing_state import RoutingState
+from service.management.operations import RoutingOperations
 from service.observability.metrics import Metrics
 from service.settings import Settings
 
@@ -35,9 +37,19 @@ class Experiments:
     feedback: FeedbackRecorder
     fleet: FleetStats
     shadow: ShadowMirror
+    rollouts: RolloutOperations
+    controller: RolloutController
 
     @classmethod
-    def build(cls, settings: Settings, *, registry: Registry, metrics: Metrics, routing: RoutingState) -> Experiments:
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        registry: Registry,
+        metrics: Metrics,
+        routing: RoutingState,
+        operations: RoutingOperations,
+    ) -> Experiments:
         stats = StatsAccumulator(bucket_s=settings.stats_bucket_s)
         predictions = PredictionLog(max_pending=settings.prediction_log_max_pending)
         flusher = ExperimentsFlusher(
@@ -63,7 +75,17 @@ class Experiments:
             registry=registry, flusher=flusher, bucket_s=settings.stats_bucket_s, alpha=settings.experiment_alpha
         )
         shadow = ShadowMirror(routing=routing, stats=stats, metrics=metrics, queue_size=settings.shadow_queue)
-        return cls(stats, predictions, flusher, feedback, fleet, shadow)
+        rollouts = RolloutOperations(registry, operations)
+        controller = RolloutController(
+            registry=registry,
+            operations=rollouts,
+            fleet=fleet,
+            metrics=metrics,
+            holder=flusher.worker,
+            interval_s=settings.rollout_interval_s,
+            lease_s=settings.rollout_lease_s,
+        )
+        return cls(stats, predictions, flusher, feedback, fleet, shadow, rollouts, controller)
 
     def observers(self, settings: Settings) -> tuple[InferenceObserver, ...]:
         found: list[InferenceObserver] = [FleetStatsObserver(self.stats), self.shadow]
@@ -77,7 +99,9 @@ class Experiments:
     def start(self) -> None:
         self.flusher.start()
         self.shadow.start()
+        self.controller.start()
 
     async def stop(self) -> None:
+        await self.controller.stop()
         await self.shadow.stop()
         await self.flusher.stop()

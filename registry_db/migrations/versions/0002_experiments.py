@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-12-01 12:08:46.884022
+Create Date: 2026-12-01 12:32:36.308680
 """
 
 from collections.abc import Sequence
@@ -65,6 +65,7 @@ def upgrade() -> None:
         sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("decisions", sa.JSON(), nullable=False),
+        sa.Column("last_check", sa.JSON(), nullable=True),
         sa.Column("created_by", sa.String(length=128), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
@@ -74,6 +75,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("rollouts", schema=None) as batch_op:
         batch_op.create_index("ix_rollouts_model_state", ["model", "state"], unique=False)
+        batch_op.create_index(
+            "uq_rollouts_running_model",
+            ["model"],
+            unique=True,
+            sqlite_where=sa.text("state = 'running'"),
+            postgresql_where=sa.text("state = 'running'"),
+        )
 
     op.create_table(
         "stats_buckets",
@@ -98,6 +106,11 @@ def downgrade() -> None:
 
     op.drop_table("stats_buckets")
     with op.batch_alter_table("rollouts", schema=None) as batch_op:
+        batch_op.drop_index(
+            "uq_rollouts_running_model",
+            sqlite_where=sa.text("state = 'running'"),
+            postgresql_where=sa.text("state = 'running'"),
+        )
         batch_op.drop_index("ix_rollouts_model_state")
 
     op.drop_table("rollouts")
