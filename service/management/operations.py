@@ -59,6 +59,10 @@ class RoutingOperations:
         self._ensure_loads = ensure_loads
         self._after_change = after_change
 
+    @property
+    def registry(self) -> Registry:
+        return self._registry
+
     async def _ensure_servable(self, model: str, versions: Sequence[str]) -> None:
         for version in versions:
             record = await self._registry.catalog.get_version(model, version)
