@@ -57,6 +57,16 @@ class LatencyHistogram:
         self.total_ms += other.total_ms
         self.total_sq_ms += other.total_sq_ms
 
+    def log_moments(self) -> tuple[int, float, float]:
+        """``(n, sum ln ms, sum (ln ms)^2)`` with each call at its bucket's geometric middle: what the always-valid
+        comparison of geometric means (a latency ratio) needs."""
+        total = total_sq = 0.0
+        for index, n in self.buckets.items():
+            log_ms = math.log(_bucket_mid_ms(index))
+            total += n * log_ms
+            total_sq += n * log_ms * log_ms
+        return self.count, total, total_sq
+
     def percentiles(self, *quantiles: float) -> list[float | None]:
         """Each quantile in ``[0, 1]`` as milliseconds (None when empty)."""
         if not self.count:

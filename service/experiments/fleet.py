@@ -18,7 +18,7 @@ from registry_db.repository import Registry
 from registry_db.repository.experiments import FeedbackTotals, OutcomeSums
 from service.experiments.counters import VersionCounters
 from service.experiments.flusher import ExperimentsFlusher
-from service.experiments.sequential import Comparison, compare_means, compare_proportions
+from service.experiments.sequential import Comparison, compare_log_means, compare_means, compare_proportions
 
 __all__ = ("FeedbackSums", "FleetStats", "VersionFigures", "as_served", "choose_control", "compare")
 
@@ -88,12 +88,9 @@ def compare(control: VersionFigures, arm: VersionFigures, *, alpha: float) -> di
         "error_rate": compare_proportions(
             c.errors, c.requests, a.errors, a.requests, metric="error_rate", alpha=alpha, higher_is_better=False
         ),
-        "latency_ms": compare_means(
-            *(c.latency.count, c.latency.total_ms, c.latency.total_sq_ms),
-            *(a.latency.count, a.latency.total_ms, a.latency.total_sq_ms),
-            metric="latency_ms",
-            alpha=alpha,
-            higher_is_better=False,
+        # latency as a ratio of geometric means: logs tame the long tail, so the test holds at small samples
+        "latency_ms": compare_log_means(
+            *c.latency.log_moments(), *a.latency.log_moments(), metric="latency_ms", alpha=alpha
         ),
     }
     cf, af = control.feedback.sums, arm.feedback.sums
