@@ -114,6 +114,10 @@ class RolloutsRepository:
         return await self._uow.write(op, actor=actor, conflict=f"model '{model}' already has a running rollout")
 
     async def get(self, model: str, rollout_id: int) -> RolloutRecord:
+        validate_model_name(model)
+        if not 0 < rollout_id < 1 << 63:
+            raise NotFound(f"model '{model}' has no rollout {rollout_id}")
+
         async def op(tx: Transaction) -> RolloutRecord:
             row = await tx.session.get(Rollout, rollout_id)
             if row is None or row.model != model:
@@ -124,6 +128,8 @@ class RolloutsRepository:
 
     async def list(self, model: str | None = None, *, running_only: bool = False) -> list[RolloutRecord]:
         """Newest first."""
+        if model is not None:
+            validate_model_name(model)
 
         async def op(tx: Transaction) -> list[RolloutRecord]:
             query = select(Rollout).order_by(Rollout.id.desc()).limit(200)
