@@ -1,0 +1,1 @@
+"""Experiments: comparing model versions by the outcomes they produce."""
