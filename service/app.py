@@ -57,7 +57,10 @@ def create_app(settings: Settings | None = None, *, plugins: PluginRegistry | No
     configure_logging(settings.log_level, settings.log_format)
     runtime = Runtime.build(settings, plugins=plugins)
     inference = InferenceHTTP(
-        runtime.dataplane, max_body_bytes=settings.max_body_bytes, queue_timeout_ms=settings.queue_timeout_ms
+        runtime.dataplane,
+        max_body_bytes=settings.max_body_bytes,
+        queue_timeout_ms=settings.queue_timeout_ms,
+        max_inflight_body_bytes=settings.max_inflight_body_bytes,
     )
 
     @asynccontextmanager

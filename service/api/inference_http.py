@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from service.api.http_body import Receive, header_length, plain_body, read_body
+from service.api.limits import BodyBudget
 from service.codecs.v1 import decode_predict_request, encode_predict_response
 from service.codecs.v2 import DecodedTensor, decode_infer_request, encode_infer_response
-from service.errors import PayloadTooLarge
+from service.errors import InvalidInput, Overloaded, PayloadTooLarge
 from service.exception_handlers import error_reply
 from service.inference.dataplane import DataPlane, InferCall, InferResult
 from service.plugins import TensorSpec
@@ -37,9 +38,13 @@ class Reply:
 class InferenceHTTP:
     """Builds replies for the inference routes; every failure becomes an ``{"error": ...}`` reply."""
 
-    def __init__(self, dataplane: DataPlane, *, max_body_bytes: int, queue_timeout_ms: float) -> None:
+    def __init__(
+        self, dataplane: DataPlane, *, max_body_bytes: int, queue_timeout_ms: float, max_inflight_body_bytes: int = 0
+    ) -> None:
         self._dataplane = dataplane
         self._max_body = max_body_bytes
+        self.budget = BodyBudget(max_inflight_body_bytes or 4 * max_body_bytes)
+        """Inference body bytes this worker holds now (``MODELPORT_MAX_INFLIGHT_BODY_BYTES``)."""
         self._default_timeout_s = queue_timeout_ms / 1000.0 if queue_timeout_ms > 0 else None
 
     async def serve(
@@ -53,12 +58,18 @@ class InferenceHTTP:
     ) -> Reply:
         """Read the body under the cap and answer one inference request: the entry point of both paths."""
         try:
-            body = await read_body(receive, headers, self._max_body)
-        except PayloadTooLarge as exc:
+            body = await read_body(receive, headers, self._max_body, self.budget)
+        except (PayloadTooLarge, Overloaded, InvalidInput) as exc:
             status, payload, extra = error_reply(exc, request_id)
+            if status == 503:
+                self._dataplane.reject(InferCall(model, version, route, request_id, ()), exc)  # counted as rejected
+                extra["Connection"] = "close"  # the rest of the body is not wanted: do not make the client send it
             return Reply(status, payload, extra)
         handler = self.v2_infer if route == "v2_infer" else self.v1_predict
-        return await handler(model, version, body, headers, request_id)
+        try:
+            return await handler(model, version, body, headers, request_id)
+        finally:
+            self.budget.give(len(body))
 
     async def v2_infer(
         self, model: str, version: str | None, body: bytes, headers: Mapping[str, str], request_id: str
