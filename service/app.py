@@ -20,6 +20,7 @@ from service.api.v1_predict import V1Controller
 from service.api.v2_inference import V2Controller
 from service.asgi import ASGIApp, ModelportASGI
 from service.exception_handlers import exception_handlers
+from service.inference.admission import Admission
 from service.observability.logging import configure_logging
 from service.plugins import PluginRegistry
 from service.runtime import Runtime
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, *, plugins: PluginRegistry | No
         max_body_bytes=settings.max_body_bytes,
         queue_timeout_ms=settings.queue_timeout_ms,
         max_inflight_body_bytes=settings.max_inflight_body_bytes,
+        admission=Admission(runtime.routing, runtime.pool),
     )
 
     @asynccontextmanager
