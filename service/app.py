@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import cast
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.config.compression import CompressionConfig  # noqa: F401 - documented: never compress V2
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, SwaggerRenderPlugin
@@ -51,6 +51,11 @@ def _openapi() -> OpenAPIConfig:
     )
 
 
+def _admin_router(settings: Settings) -> Router:
+    """The admin routes, whose JSON bodies are small: capped at ``MAX_MANIFEST_BYTES`` (the upload streams)."""
+    return Router(path="/", route_handlers=list(ADMIN_CONTROLLERS), request_max_body_size=settings.max_manifest_bytes)
+
+
 def create_app(settings: Settings | None = None, *, plugins: PluginRegistry | None = None) -> ModelportASGI:
     """Build the ASGI app for one worker. Nothing connects until the lifespan starts."""
     settings = settings or Settings()
@@ -74,7 +79,7 @@ def create_app(settings: Settings | None = None, *, plugins: PluginRegistry | No
             await runtime.stop()
 
     app = Litestar(
-        route_handlers=[V2Controller, V1Controller, *ADMIN_CONTROLLERS, metrics],
+        route_handlers=[V2Controller, V1Controller, _admin_router(settings), metrics],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
         openapi_config=_openapi(),
