@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ if __package__ in (None, ""):
 import numpy as np  # noqa: E402
 
 from benchmarks._procs import _tree_cpu_ticks, free_port, pinned  # noqa: E402
+from benchmarks.loadgen import WRK_SCRIPT, parse_result  # noqa: E402
 
 __all__ = ("main", "summarise")
 
@@ -114,22 +116,35 @@ async def _connection(
         writer.close()
 
 
-async def _drive(port: int, connections: int, duration_s: float, warmup_s: float) -> None:
+async def _drive(port: int, connections: int, duration_s: float, probes: int) -> None:
+    """wrk holds ``connections - probes`` connections (all requests' rate and latency); ``probes`` asyncio
+    connections beside it time each response by status (wrk cannot split latency by status)."""
     x = np.random.default_rng(0).random(784, dtype=np.float32)
     body = json.dumps(
         {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 784], "data": x.round(4).tolist()}]}
     ).encode()
-    payload = _request(port, body)
-    warm: list[tuple[int, float]] = []
-    await asyncio.gather(*(_connection(port, payload, time.perf_counter() + warmup_s, warm, []) for _ in range(64)))
-    samples: list[tuple[int, float]] = []
-    errors: list[str] = []
-    started = time.perf_counter()
-    deadline = started + duration_s
-    await asyncio.gather(*(_connection(port, payload, deadline, samples, errors) for _ in range(connections)))
-    result = summarise(samples, time.perf_counter() - started)
+    with tempfile.NamedTemporaryFile(suffix=".json") as fh:
+        fh.write(body)
+        fh.flush()
+        wrk = await asyncio.create_subprocess_exec(
+            "wrk", "-t1", f"-c{connections - probes}", f"-d{duration_s:g}s", "--timeout", "30s",
+            "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}/v2/models/bench/infer", "--", fh.name,
+            "Content-Type: application/json",
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        samples: list[tuple[int, float]] = []
+        errors: list[str] = []
+        started = time.perf_counter()
+        deadline = started + duration_s
+        payload = _request(port, body)
+        await asyncio.gather(*(_connection(port, payload, deadline, samples, errors) for _ in range(probes)))
+        probed_s = time.perf_counter() - started
+        out, _ = await wrk.communicate()
+    everything = parse_result(out.decode())
+    result = summarise(samples, probed_s)
     result["socket_errors"] = len(errors)
-    result["responses_total"] = len(samples) + len(warm)
+    result["wrk"] = everything.as_dict()
+    result["responses_total"] = everything.requests + len(samples)
     print(MARKER + json.dumps(result), flush=True)
 
 
@@ -193,6 +208,8 @@ def _measure(checkout: Path, args: argparse.Namespace, workdir: Path) -> dict[st
                     str(args.connections),
                     "--duration",
                     str(args.duration),
+                    "--probes",
+                    str(args.probes),
                 ],
             ),
             cwd=ROOT,
@@ -218,10 +235,20 @@ def _row(name: str, result: dict[str, Any]) -> str:
         f = result[key]
         return f"{f['p50_ms']:.1f} / {f['p99_ms']:.1f} / {f['max_ms']:.0f}"
 
+    wrk = result["wrk"]
+    served = 1.0 - wrk["errors_status"] / max(1, wrk["requests"])
     return (
-        f"| {name} | {result['rps']:,.0f} | {result['served_rps']:,.0f} | {result['503']['n']:,} | {cell('503')} | "
-        f"{cell('200')} | {cell('all')} | {result['server_cpu_us_per_response']:.0f} | {result['socket_errors']} |"
+        f"| {name} | {wrk['rps']:,.0f} | {served:.0%} | {wrk['p50_ms']:.1f} / {wrk['p99_ms']:.1f} | "
+        f"{result['503']['n']:,} | {cell('503')} | {result['200']['n']:,} | {cell('200')} | "
+        f"{result['server_cpu_us_per_response']:.0f} | {wrk['errors_socket'] + result['socket_errors']} |"
     )
+
+
+_HEADER = (
+    "| checkout | req/s (wrk) | served | all p50 / p99 ms (wrk) | probed 503s | 503 p50 / p99 / max ms | probed 200s "
+    "| 200 p50 / p99 / max ms | server CPU µs/response | socket errors |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,21 +257,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--max-queue", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--probes", type=int, default=16, help="of the connections, those timed by status")
     parser.add_argument("--compare", type=Path, default=None, help="another checkout with its own .venv")
     parser.add_argument("--drive", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.drive is not None:
-        asyncio.run(_drive(args.drive, args.connections, args.duration, warmup_s=2.0))
+        asyncio.run(_drive(args.drive, args.connections, args.duration, args.probes))
         return 0
-    import tempfile
-
     checkouts = {"this checkout": ROOT}
     if args.compare is not None:
         checkouts = {f"compare ({args.compare})": args.compare.resolve(), **checkouts}
     print(f"{args.connections} connections, {args.duration:g} s, MAX_QUEUE={args.max_queue}")
-    print("| checkout | req/s | served/s | 503s | 503 p50 / p99 / max ms | 200 p50 / p99 / max ms |", end="")
-    print(" all p50 / p99 / max ms | server CPU µs/response | socket errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(_HEADER)
     with tempfile.TemporaryDirectory(prefix="modelport-overload-") as tmp:
         for _ in range(args.rounds):
             for name, checkout in checkouts.items():

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,3 +119,17 @@ def test_an_admin_json_body_past_the_manifest_cap_is_413(server: ServerProcess) 
     with server.admin() as client:
         reply = client.put("/admin/models/up/traffic", content=b'{"splits": [' + b" " * (128 * 1024) + b"]}")
     assert reply.status_code == 413, reply.text
+
+
+def test_start_up_removes_temp_files_of_killed_uploads(tmp_path: Path) -> None:
+    """Issue 12 item 8: ``.part`` files a killed process left behind do not outlive the next start."""
+    temp = tmp_path / "data" / "artifacts" / "tmp"
+    temp.mkdir(parents=True)
+    abandoned, live = temp / "upload-1-1.part", temp / "form-2-aa.part"
+    abandoned.write_bytes(b"\0" * 4096)
+    live.write_bytes(b"\0" * 16)
+    hour_ago = time.time() - 3600
+    os.utime(abandoned, (hour_ago, hour_ago))
+    with run_server(tmp_path / "data"):
+        assert not abandoned.exists()
+        assert live.exists()  # recently written: it may belong to another replica's upload in flight
