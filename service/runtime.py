@@ -8,6 +8,7 @@ the routed engines and starts the registry watcher; :meth:`Runtime.stop` drains 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from dataclasses import dataclass, field
@@ -114,6 +115,9 @@ class Runtime:
             intra_op_threads=engine_threads(workers=self.settings.workers, configured=self.settings.intra_op_threads),
             spinning=self.settings.thread_spinning,
         )
+        stale = await asyncio.to_thread(self.services.store.remove_stale_temp_files)  # killed uploads' .part files
+        if stale:
+            _log.info("stale_temp_files_removed", count=stale)
         await self.routing.refresh(force=True)
         self.routing.start()
         self.experiments.start()

@@ -30,7 +30,7 @@ from service.errors import EngineUnavailable, InvalidInput, status_of
 from service.inference.engine_pool import EnginePool
 from service.inference.processing import Postprocessed
 from service.inference.routing import targets
-from service.inference.routing_state import RoutingState
+from service.inference.routing_state import RoutingState, held_back_message
 from service.plugins import PluginRegistry, TensorSpec, UnknownPlugin
 
 __all__ = (
@@ -249,9 +249,12 @@ class DataPlane:
         return {"name": "modelport", "version": __version__, "extensions": list(EXTENSIONS)}
 
     def server_ready(self) -> dict[str, Any]:
-        """Readiness detail, or EngineUnavailable while starting up or draining."""
+        """Readiness detail, or EngineUnavailable while starting up, draining, or serving a model by routing the
+        registry no longer says (a held-back target: traffic belongs on replicas that serve the routed version)."""
         if not self.ready:
             raise EngineUnavailable("not ready: starting up or draining", retry_after_s=1)
+        if self._routing.held_back:
+            raise EngineUnavailable(held_back_message(self._routing.held_back))
         return {"ready": True, "held_back": self._routing.held_back, "generation": self._routing.snapshot.generation}
 
     async def model_metadata(self, model: str, version: str | None, routing_key: str | None) -> ModelDescription:

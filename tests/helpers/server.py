@@ -85,9 +85,15 @@ def wait_ready(base_url: str, process: subprocess.Popen[bytes], log_path: Path, 
 
 @contextmanager
 def run_server(
-    data_dir: Path, *, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = (), port: int | None = None
+    data_dir: Path,
+    *,
+    extra_env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    port: int | None = None,
+    prefix: tuple[str, ...] = (),
 ) -> Iterator[ServerProcess]:
-    """A ``modelport serve`` process on a free port with its own data dir; SIGTERM on exit."""
+    """A ``modelport serve`` process on a free port with its own data dir; SIGTERM on exit. ``prefix`` runs it
+    under another command (``prlimit --nofile=...``)."""
     port = port or free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")},
@@ -102,7 +108,7 @@ def run_server(
     log_path = data_dir / f"server-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve", "--port", str(port), *args],
+            [*prefix, sys.executable, "-m", "service", "serve", "--port", str(port), *args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
