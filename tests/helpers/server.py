@@ -85,7 +85,12 @@ def wait_ready(base_url: str, process: subprocess.Popen[bytes], log_path: Path, 
 
 @contextmanager
 def run_server(
-    data_dir: Path, *, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = (), port: int | None = None
+    data_dir: Path,
+    *,
+    extra_env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    port: int | None = None,
+    ready_timeout: float = 90.0,
 ) -> Iterator[ServerProcess]:
     """A ``modelport serve`` process on a free port with its own data dir; SIGTERM on exit."""
     port = port or free_port()
@@ -110,7 +115,7 @@ def run_server(
     base_url = f"http://127.0.0.1:{port}"
     server = ServerProcess(base_url, process, log_path, env)
     try:
-        wait_ready(base_url, process, log_path)
+        wait_ready(base_url, process, log_path, ready_timeout)
         yield server
     finally:
         server.stop()

@@ -10,7 +10,7 @@ from litestar.params import FromPath, JSONBody
 
 from registry_db.records import Principal
 from registry_db.repository import Registry
-from service.api.admin._base import ADMIN_DEPENDENCIES, ADMIN_GUARDS
+from service.api.admin._base import ADMIN_DEPENDENCIES, ADMIN_GUARDS, ADMIN_SECURITY
 from service.api.responses import errors
 from service.management.operations import RoutingOperations
 from service.observability.ab import compare_arms
@@ -25,6 +25,7 @@ class RoutingController(Controller):
     tags = ["admin: routing"]
     dependencies = ADMIN_DEPENDENCIES
     guards = ADMIN_GUARDS
+    security = ADMIN_SECURITY
 
     @put(
         "/aliases/{alias:str}",
