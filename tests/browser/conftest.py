@@ -35,8 +35,10 @@ def artifacts_dir() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    """Module-scoped: Playwright's sync API keeps an event loop running in this thread while it is open, which
+    would make every later ``asyncio.run`` in the session (PostgreSQL probes, CLI tests) fail."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install -e '.[dev]')")
     executable = chromium_path()
     if executable is None:

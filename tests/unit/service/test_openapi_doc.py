@@ -24,7 +24,10 @@ DEMO_FEATURES = 784
 @pytest.fixture(scope="module")
 def openapi(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     data_dir: Path = tmp_path_factory.mktemp("openapi-doc")
-    app = cast(Litestar, create_app(Settings(_env_file=None, data_dir=data_dir)).inner)  # type: ignore[call-arg]
+    with pytest.MonkeyPatch.context() as patch:
+        # the server's logging setup caches loggers for the whole process: later capture_logs would see nothing
+        patch.setattr("service.app.configure_logging", lambda *args, **kwargs: None)
+        app = cast(Litestar, create_app(Settings(_env_file=None, data_dir=data_dir)).inner)  # type: ignore[call-arg]
     return app.openapi_schema.to_schema()
 
 
