@@ -9,7 +9,6 @@ from typing import cast
 from litestar import Litestar, Router
 from litestar.config.compression import CompressionConfig  # noqa: F401 - documented: never compress V2
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from service import __version__
@@ -27,6 +26,7 @@ from service.plugins import PluginRegistry
 from service.runtime import Runtime
 from service.security.exposure import check_exposure
 from service.settings import Settings
+from service.ui import ConsolePlugin, docs_render_plugins
 
 __all__ = ("create_app", "create_app_from_env")
 
@@ -41,7 +41,7 @@ def _openapi() -> OpenAPIConfig:
         version=__version__,
         description=_DESCRIPTION,
         path="/schema",
-        render_plugins=[SwaggerRenderPlugin(), RedocRenderPlugin(path="/redoc"), JsonRenderPlugin()],
+        render_plugins=docs_render_plugins(),  # Swagger UI and ReDoc from the package, never a CDN
         components=Components(
             security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", description="API key")}
         ),
@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None, *, plugins: PluginRegistry | No
     app = Litestar(
         route_handlers=[V2Controller, V1Controller, _admin_router(settings), metrics],
         lifespan=[lifespan],
+        plugins=[ConsolePlugin()],  # /ui and the packaged assets
         exception_handlers=exception_handlers,
         openapi_config=_openapi(),
         state=None,

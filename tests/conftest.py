@@ -132,3 +132,15 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     with run_s3_server(tmp_path_factory.mktemp("s3")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One ``modelport serve --demo`` (``digits`` v1/v2, production v1, split 90/10) shared by the session:
+    training the demo takes most of its start-up, so the browser and OpenAPI-example tests share it."""
+    pytest.importorskip("modelport_zoo")
+    from tests.helpers.server import run_server
+
+    # training competes with whatever else the machine runs: allow for a loaded CI box
+    with run_server(tmp_path_factory.mktemp("demo") / "data", args=("--demo",), ready_timeout=300) as server:
+        yield server

@@ -4,13 +4,14 @@ Litestar handler run an inference request through the one HTTP edge."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
 from litestar import Request, Response
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
+from litestar.enums import RequestEncodingType
 from litestar.handlers import BaseRouteHandler
-from litestar.params import JSONBody
+from litestar.params import Body
 
 from registry_db.records import Principal
 from registry_db.repository import Registry
@@ -107,14 +108,17 @@ def routing_key_of(request: Request[Any, Any, Any]) -> str | None:
     return request.headers.get("x-routing-key")
 
 
-def documented_body(schema: type) -> Callable[..., None]:
-    """A dependency that only declares ``data: schema`` for OpenAPI: the handlers that carry it never ask
-    for it, so Litestar never parses the body; the edge decodes the raw bytes itself."""
+def documented_body(schema: type, example: dict[str, Any]) -> Callable[..., None]:
+    """A dependency that only declares ``data: schema`` (with ``example``) for OpenAPI: the handlers that carry it
+    never ask for it, so Litestar never parses the body; the edge decodes the raw bytes itself."""
 
     def declare(data: Any) -> None:  # noqa: ARG001  # pragma: no cover - never resolved
         raise AssertionError("documentation-only dependency")
 
-    declare.__annotations__ = {"data": JSONBody[schema], "return": None}  # type: ignore[misc,valid-type]
+    # schema_extra lands on the component schema (as the admin bodies' examples do); ``examples=`` would also wrap
+    # every operation's $ref in an allOf carrying a second copy
+    body = Body(media_type=RequestEncodingType.JSON, schema_extra={"examples": [example]})
+    declare.__annotations__ = {"data": Annotated[schema, body], "return": None}
     return declare
 
 

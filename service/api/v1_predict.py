@@ -16,11 +16,14 @@ from litestar.params import FromPath
 from service.api.deps import documented_body, provide_inference, serve_inference
 from service.api.inference_http import InferenceHTTP
 from service.api.responses import errors
+from service.schemas.examples import PREDICT_EXAMPLE
 from service.schemas.v1 import PredictRequest, PredictResponse
 
 __all__ = ("V1Controller",)
 
-_PREDICT_DEPENDENCIES = {"documented_body": Provide(documented_body(PredictRequest), sync_to_thread=False)}
+_PREDICT_DEPENDENCIES = {
+    "documented_body": Provide(documented_body(PredictRequest, PREDICT_EXAMPLE), sync_to_thread=False)
+}
 
 
 class V1Controller(Controller):

@@ -17,6 +17,7 @@ from service.api.deps import documented_body, provide_dataplane, provide_inferen
 from service.api.inference_http import InferenceHTTP
 from service.api.responses import errors
 from service.inference.dataplane import DataPlane, ModelDescription
+from service.schemas.examples import INFER_EXAMPLE
 from service.schemas.v2 import InferRequest, InferResponse, MetadataTensor, ModelMetadata, ServerMetadata
 
 __all__ = ("V2Controller",)
@@ -40,7 +41,7 @@ def _ready(model: str, version: str) -> Response[dict[str, Any]]:
     return Response({"name": model, "ready": True}, headers={"X-Model-Version": version})
 
 
-_INFER_DEPENDENCIES = {"documented_body": Provide(documented_body(InferRequest), sync_to_thread=False)}
+_INFER_DEPENDENCIES = {"documented_body": Provide(documented_body(InferRequest, INFER_EXAMPLE), sync_to_thread=False)}
 
 
 class V2Controller(Controller):

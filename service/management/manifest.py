@@ -28,6 +28,7 @@ from service.plugins import V2_TO_NUMPY, TensorSpec
 from service.schemas.fields import ExactInt, PluginName, VersionLabel, body_config, bounded_json_object
 
 __all__ = (
+    "MANIFEST_EXAMPLE",
     "MAX_CONFIG_BYTES",
     "MAX_DOCUMENT_BYTES",
     "MAX_MANIFEST_BYTES",
@@ -130,7 +131,7 @@ def _processing_spec(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return value
 
 
-_EXAMPLE: dict[str, Any] = {
+MANIFEST_EXAMPLE: dict[str, Any] = {
     "backend": "pytorch",
     "version": "2",
     "architecture": "mlp",
@@ -149,7 +150,7 @@ class VersionManifest(BaseModel):
     """What an uploader says about an artifact. Paths and URLs are deliberately absent: the server decides
     where artifacts live, and nothing is ever fetched from a URL."""
 
-    model_config = body_config(_EXAMPLE)
+    model_config = body_config(MANIFEST_EXAMPLE)
 
     backend: PluginName
     version: VersionLabel | None = None

@@ -19,11 +19,7 @@ class PredictRequest(msgspec.Struct, forbid_unknown_fields=True):
 
     inputs: Annotated[
         list[Any],
-        Meta(
-            min_length=1,
-            description="Instances, each shaped like the model input without its batch dimension.",
-            examples=[[[0.0, 0.5, 1.0]]],
-        ),
+        Meta(min_length=1, description="Instances, each shaped like the model input without its batch dimension."),
     ]
 
 

@@ -91,6 +91,7 @@ def run_server(
     args: tuple[str, ...] = (),
     port: int | None = None,
     prefix: tuple[str, ...] = (),
+    ready_timeout: float = 90.0,
 ) -> Iterator[ServerProcess]:
     """A ``modelport serve`` process on a free port with its own data dir; SIGTERM on exit. ``prefix`` runs it
     under another command (``prlimit --nofile=...``)."""
@@ -116,7 +117,7 @@ def run_server(
     base_url = f"http://127.0.0.1:{port}"
     server = ServerProcess(base_url, process, log_path, env)
     try:
-        wait_ready(base_url, process, log_path)
+        wait_ready(base_url, process, log_path, ready_timeout)
         yield server
     finally:
         server.stop()

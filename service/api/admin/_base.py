@@ -25,3 +25,6 @@ ADMIN_DEPENDENCIES = {
 
 ADMIN_GUARDS = [authorize]
 """Key and scope are checked before the body is read (see ``service.api.deps.authorize``)."""
+
+ADMIN_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
+"""Declared on every admin operation, so the OpenAPI document (and Swagger's Authorize button) says a key is needed."""

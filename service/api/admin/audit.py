@@ -10,7 +10,7 @@ from litestar.params import QueryParameter
 
 from registry_db.records import Principal
 from registry_db.repository import Registry
-from service.api.admin._base import ADMIN_DEPENDENCIES, ADMIN_GUARDS
+from service.api.admin._base import ADMIN_DEPENDENCIES, ADMIN_GUARDS, ADMIN_SECURITY
 from service.api.responses import errors
 from service.schemas.admin import AuditOut
 
@@ -22,6 +22,7 @@ class AuditController(Controller):
     tags = ["admin: audit"]
     dependencies = ADMIN_DEPENDENCIES
     guards = ADMIN_GUARDS
+    security = ADMIN_SECURITY
 
     @get("", summary="Audit log, newest first", responses=errors(400, 401, 403, 503))
     async def audit(

@@ -11,7 +11,7 @@ from litestar.params import FromPath, JSONBody
 
 from registry_db.records import ApiKeyRecord, Principal
 from registry_db.repository import Registry
-from service.api.admin._base import ADMIN_DEPENDENCIES, ADMIN_GUARDS
+from service.api.admin._base import ADMIN_DEPENDENCIES, ADMIN_GUARDS, ADMIN_SECURITY
 from service.api.responses import errors
 from service.schemas.admin import CreateKeyBody
 
@@ -41,6 +41,7 @@ class KeysController(Controller):
     tags = ["admin: keys"]
     dependencies = ADMIN_DEPENDENCIES
     guards = ADMIN_GUARDS
+    security = ADMIN_SECURITY
 
     @post("", summary="Create an API key (returned once)", status_code=201, responses=errors(400, 401, 403, 409, 503))
     async def create(

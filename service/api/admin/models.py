@@ -8,7 +8,7 @@ from litestar.params import FromPath, JSONBody
 
 from registry_db.records import Principal
 from registry_db.repository import Registry
-from service.api.admin._base import ADMIN_DEPENDENCIES, ADMIN_GUARDS
+from service.api.admin._base import ADMIN_DEPENDENCIES, ADMIN_GUARDS, ADMIN_SECURITY
 from service.api.responses import errors
 from service.schemas.admin import CreateModelBody, ModelDetailOut, ModelOut, SplitItem, VersionOut
 
@@ -20,6 +20,7 @@ class ModelsController(Controller):
     tags = ["admin: models"]
     dependencies = ADMIN_DEPENDENCIES
     guards = ADMIN_GUARDS
+    security = ADMIN_SECURITY
 
     @get("", summary="List models", responses=errors(401, 403, 503))
     async def list_models(

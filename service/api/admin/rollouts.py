@@ -8,7 +8,7 @@ from litestar.params import FromPath, JSONBody
 
 from registry_db.records import Principal
 from registry_db.repository import Registry
-from service.api.admin._base import ADMIN_DEPENDENCIES, ADMIN_GUARDS
+from service.api.admin._base import ADMIN_DEPENDENCIES, ADMIN_GUARDS, ADMIN_SECURITY
 from service.api.responses import errors
 from service.experiments.wiring import Experiments
 from service.schemas.rollouts import RolloutBody, RolloutOut
@@ -21,6 +21,7 @@ class RolloutsController(Controller):
     tags = ["admin: rollouts"]
     dependencies = ADMIN_DEPENDENCIES
     guards = ADMIN_GUARDS
+    security = ADMIN_SECURITY
 
     @post(
         "/",

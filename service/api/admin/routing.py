@@ -10,7 +10,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 
 from registry_db.records import Principal
 from registry_db.repository import Registry
-from service.api.admin._base import ADMIN_DEPENDENCIES, ADMIN_GUARDS
+from service.api.admin._base import ADMIN_DEPENDENCIES, ADMIN_GUARDS, ADMIN_SECURITY
 from service.api.responses import errors
 from service.experiments.wiring import Experiments
 from service.management.operations import RoutingOperations
@@ -24,6 +24,7 @@ class RoutingController(Controller):
     tags = ["admin: routing"]
     dependencies = ADMIN_DEPENDENCIES
     guards = ADMIN_GUARDS
+    security = ADMIN_SECURITY
 
     @put(
         "/aliases/{alias:str}",

@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, MultipartBody
+from litestar.openapi.spec import Example
+from litestar.params import FromPath, KwargDefinition, MultipartBody
 
 from registry_db.records import Principal
 from registry_db.repository import Registry
-from service.api.admin._base import ADMIN_DEPENDENCIES, ADMIN_GUARDS
+from service.api.admin._base import ADMIN_DEPENDENCIES, ADMIN_GUARDS, ADMIN_SECURITY
 from service.api.admin.upload_form import read_upload
 from service.api.responses import errors
 from service.context import Services
-from service.management.manifest import parse_manifest
+from service.management.manifest import MANIFEST_EXAMPLE, parse_manifest
 from service.management.operations import RoutingOperations
 from service.management.registration import register_version
 from service.schemas.admin import VersionOut
 
 __all__ = ("VersionsController", "UploadForm")
+
+MANIFEST_EXAMPLE_JSON = json.dumps(MANIFEST_EXAMPLE)
 
 
 @dataclass
@@ -30,7 +34,9 @@ class UploadForm:
     architecture_config?, signature?, preprocessing?, postprocessing?, card."""
 
     artifact: UploadFile
-    manifest: str
+    manifest: Annotated[
+        str, KwargDefinition(description="The manifest as JSON text.", examples=[Example(value=MANIFEST_EXAMPLE_JSON)])
+    ]
 
 
 def _declare_upload(data: MultipartBody[UploadForm]) -> None:  # noqa: ARG001  # pragma: no cover
@@ -43,6 +49,7 @@ class VersionsController(Controller):
     tags = ["admin: versions"]
     dependencies = ADMIN_DEPENDENCIES
     guards = ADMIN_GUARDS
+    security = ADMIN_SECURITY
 
     @post(
         "",
