@@ -73,7 +73,7 @@ def _valid_split(splits: list[SplitBody]) -> list[SplitBody]:
 class ShadowBody(BaseModel):
     """A version sent a copy of ``percent`` % of the split's calls after the primary answered (never returned)."""
 
-    model_config = body_config({"version": "3", "percent": 20})
+    model_config = body_config({"version": "2", "percent": 20})
 
     version: VersionLabel
     percent: Annotated[ExactInt, Field(ge=1, le=100)]
@@ -83,12 +83,7 @@ class TrafficBody(BaseModel):
     """``PUT /admin/models/{name}/traffic``: weights are positive integers summing to 100, each version once;
     optionally a shadow version outside the split."""
 
-    model_config = body_config(
-        {
-            "splits": [{"version": "1", "weight": 90}, {"version": "2", "weight": 10}],
-            "shadow": {"version": "3", "percent": 20},
-        }
-    )
+    model_config = body_config({"splits": [{"version": "1", "weight": 90}, {"version": "2", "weight": 10}]})
 
     splits: Annotated[list[SplitBody], Field(min_length=1, max_length=_MAX_SPLIT_ARMS), AfterValidator(_valid_split)]
     shadow: ShadowBody | None = None
