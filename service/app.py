@@ -14,6 +14,7 @@ from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from service import __version__
 from service.api.admin import ADMIN_CONTROLLERS
+from service.api.grpc import GrpcServer
 from service.api.inference_http import InferenceHTTP
 from service.api.metrics import metrics
 from service.api.v1_predict import V1Controller
@@ -60,12 +61,16 @@ def create_app(settings: Settings | None = None, *, plugins: PluginRegistry | No
         runtime.dataplane, max_body_bytes=settings.max_body_bytes, queue_timeout_ms=settings.queue_timeout_ms
     )
 
+    grpc_server = GrpcServer(runtime)  # MODELPORT_GRPC_PORT; each worker serves it beside HTTP
+
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await runtime.start()
         try:
+            await grpc_server.start()
             yield
         finally:
+            await grpc_server.stop(settings.drain_timeout_s)
             await runtime.stop()
 
     app = Litestar(

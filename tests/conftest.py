@@ -22,6 +22,10 @@ from registry_db.session import create_engine
 from registry_db.store import ArtifactStore
 from service.settings import Settings
 
+# In-process apps never bind the default gRPC port (8001): parallel runs and a real server on this machine would
+# collide. Tests of the gRPC edge give their server a free port (tests/helpers/server.py: run_server(grpc=True)).
+os.environ.setdefault("MODELPORT_GRPC_PORT", "0")
+
 PG_URL = os.environ.get("MODELPORT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 STORE_MAX_BYTES = 10 * 1024 * 1024
 
