@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -378,3 +380,23 @@ def test_message_over_the_body_cap_is_resource_exhausted(served: GrpcServer) -> 
     with grpc.insecure_channel(served.url, options=options) as channel:
         stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
         assert _code(lambda: stub.ModelInfer(request)) == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_every_worker_serves_grpc_on_the_same_port(tmp_path: Path) -> None:
+    make_simple_onnx(tmp_path / "simple.onnx")
+    with run_server(tmp_path / "data", grpc=True, args=("--workers", "2")) as server:
+        server.register_onnx("simple", tmp_path / "simple.onnx")
+        with server.admin() as admin:
+            assert admin.put("/admin/models/simple/aliases/production", json={"version": "1"}).status_code == 200
+        for _ in range(8):  # new connections: the kernel spreads them over both workers (SO_REUSEPORT)
+            triton = grpcclient.InferenceServerClient(server.grpc_url)
+            try:
+                deadline = time.monotonic() + 30
+                while not triton.is_model_ready("simple"):  # each worker applies the promotion on its own poll
+                    assert time.monotonic() < deadline, "a worker never served the promoted version"
+                    time.sleep(0.1)
+                np.testing.assert_array_equal(triton.infer("simple", _simple_inputs(A, B)).as_numpy("OUTPUT0"), A + B)
+            finally:
+                triton.close()
+        assert server.logs().count('"grpc_serving"') == 2
+        assert server.stop() == 0  # both workers drained
