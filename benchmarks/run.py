@@ -50,9 +50,10 @@ from benchmarks.workload import Workload, Workloads, build_workloads, v2_json_bo
 
 __all__ = ("main", "SUITES", "RunConfig")
 
-SUITES = ("ceiling", "naive", "modelport", "granian", "large", "memory", "litserve", "mlserver")
+SUITES = ("ceiling", "naive", "modelport", "granian", "large", "memory", "experiments", "litserve", "mlserver")
 """Names accepted by ``--only``: ``naive`` includes the Litestar parse-only row; ``granian`` is modelport
-served by granian; ``large`` the 3x224x224 JSON-vs-binary case; ``memory`` the LRU/RSS case."""
+served by granian; ``large`` the 3x224x224 JSON-vs-binary case; ``memory`` the LRU/RSS case; ``experiments`` the
+primary path with experiments off, with a 100 % shadow, and with split + shadow + feedback traffic."""
 
 ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
 SERVER_CPU, LOAD_CPU = 0, 1
@@ -87,6 +88,7 @@ class Results:
     skipped: list[dict[str, str]] = field(default_factory=list)
     failures: list[dict[str, str]] = field(default_factory=list)
     memory: dict[str, Any] | None = None
+    experiments: dict[str, Any] | None = None
     profiles: dict[str, Any] = field(default_factory=dict)
     conditions: dict[str, Any] = field(default_factory=dict)
 
@@ -399,6 +401,102 @@ def run_modelport(
                     measure(results, cfg, server, label, workload, IMAGE_MODEL, cfg.large_concurrency)
         finally:
             server.stop()
+
+
+class FeedbackTraffic:
+    """A side stream of predictions and their outcomes (``rate`` per second) while a load runs: what an
+    application sending feedback adds to the server."""
+
+    def __init__(self, base_url: str, workload: Workload, model: str, rate: float) -> None:
+        self._url = workload.url(base_url, model)
+        self._feedback = f"{base_url}/v1/models/{model}/feedback"
+        self._body = workload.body_file.read_bytes()
+        self._headers = dict(h.split(": ", 1) for h in workload.headers)
+        self._interval = 1.0 / rate
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.sent = 0
+        self.recorded = 0
+
+    def _run(self) -> None:
+        auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        with httpx.Client(timeout=30.0) as client:
+            while not self._stop.wait(self._interval):
+                with contextlib.suppress(httpx.HTTPError):
+                    reply = client.post(self._url, content=self._body, headers=self._headers)
+                    request_id = reply.headers.get("x-request-id")
+                    if reply.status_code != 200 or not request_id:
+                        continue
+                    outcome = client.post(self._feedback, json={"request_id": request_id, "reward": 1.0}, headers=auth)
+                    self.sent += 1
+                    self.recorded += outcome.status_code == 202
+
+    def __enter__(self) -> FeedbackTraffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def run_experiments(results: Results, cfg: RunConfig, procs: ProcessRegistry, work: Workloads) -> None:
+    """Same server, same model, three states in a row: no experiment; a 100 % shadow; a 50/50 split with the
+    shadow and a feedback stream. The primary path's throughput and p99 against the first state."""
+    with _suite(
+        results, cfg, "experiments: modelport serve, experiments off / 100 % shadow / split + shadow + feedback"
+    ):
+        server = start_modelport(procs, cfg, "modelport-experiments")
+        try:
+            for _ in range(3):  # 1 production, 2 the other arm, 3 the shadow (same artifact: same cost)
+                register_onnx(server, MODEL, work.mlp_onnx, alias=None)
+            with _admin(server) as admin:
+                admin.put(f"/admin/models/{MODEL}/aliases/production", json={"version": "1"}).raise_for_status()
+            wait_model_ready(server, MODEL)
+            workload = work.mlp_v2_json
+            measure(results, cfg, server, "exp-off", workload, MODEL, cfg.concurrency)
+            with _admin(server) as admin:
+                body = {"splits": [{"version": "1", "weight": 100}], "shadow": {"version": "3", "percent": 100}}
+                admin.put(f"/admin/models/{MODEL}/traffic", json=body).raise_for_status()
+            time.sleep(1.5)
+            measure(results, cfg, server, "exp-shadow", workload, MODEL, cfg.concurrency)
+            with _admin(server) as admin:
+                body["splits"] = [{"version": "1", "weight": 50}, {"version": "2", "weight": 50}]
+                admin.put(f"/admin/models/{MODEL}/traffic", json=body).raise_for_status()
+            time.sleep(1.5)
+            with FeedbackTraffic(server.base_url, workload, MODEL, rate=50.0) as feedback:
+                measure(results, cfg, server, "exp-on", workload, MODEL, cfg.concurrency)
+            with _admin(server) as admin:
+                stats = admin.get(f"/admin/models/{MODEL}/stats", params={"window": 3600}).json()
+            shadow = stats.get("versions", {}).get("3", {}).get("shadow", {})
+            results.experiments = {
+                "feedback_sent": feedback.sent,
+                "feedback_recorded": feedback.recorded,
+                "shadow": shadow,
+                "fleet_requests": {v: f.get("requests") for v, f in stats.get("versions", {}).items()},
+            }
+            _log(f"  feedback {feedback.recorded}/{feedback.sent} recorded; shadow {shadow}")
+        finally:
+            server.stop()
+
+
+def experiments_summary(rows: Sequence[Row], concurrencies: Sequence[int]) -> dict[str, Any]:
+    """Per concurrency: each experiment state's throughput and p99 over the experiments-off state."""
+    out: dict[str, Any] = {}
+    for c in concurrencies:
+        off = next((r for r in rows if r.get("server") == "exp-off" and r.get("concurrency") == c and "rps" in r), None)
+        if off is None:
+            continue
+        per: dict[str, Any] = {}
+        for state in ("exp-shadow", "exp-on"):
+            row = next((r for r in rows if r.get("server") == state and r.get("concurrency") == c and "rps" in r), None)
+            if row is not None:
+                per[state] = {
+                    "rps_over_off": round(row["rps"] / off["rps"], 3) if off["rps"] else None,
+                    "p99_over_off": round(row["p99_ms"] / off["p99_ms"], 3) if off["p99_ms"] else None,
+                }
+        out[str(c)] = per
+    return out
 
 
 def _profile_hook(results: Results, cfg: RunConfig, server: ManagedServer, workload: Workload) -> Callable[[int], None]:
@@ -783,12 +881,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_modelport(results, cfg, procs, work, server_kind="granian", large=False)
         if "memory" in suites:
             run_memory(results, cfg, procs)
+        if "experiments" in suites:
+            run_experiments(results, cfg, procs, work)
         if "litserve" in suites or "mlserver" in suites:
             run_peers(results)
     finally:
         procs.stop_all()
 
     summary = summarise(results.rows, concurrency)
+    summary["experiments"] = experiments_summary(results.rows, concurrency)
     document = {
         "meta": {
             **meta,
@@ -802,6 +903,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rows": results.rows,
         "summary": summary,
         "memory": results.memory,
+        "experiments": results.experiments,
         "profiles": results.profiles,
         "conditions": results.conditions,
         "skipped": results.skipped,
@@ -810,6 +912,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(document, indent=2) + "\n")
     markdown = format_table(results.rows) + "\n\n" + format_summary(summary)
+    if summary["experiments"]:
+        markdown += "\n\n**experiments vs off (same server, same run)**\n\n" + json.dumps(
+            summary["experiments"], indent=1
+        )
     out.with_suffix(".md").write_text(markdown + "\n")
     _log("\n" + markdown)
     for item in results.skipped:

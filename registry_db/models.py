@@ -5,12 +5,36 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from registry_db.base import Base, TimestampMixin, UTCDateTime, utcnow
 
-__all__ = ("Alias", "ApiKey", "AuditEntry", "Model", "ModelVersion", "RegistryState", "TrafficSplit")
+__all__ = (
+    "Alias",
+    "ApiKey",
+    "AuditEntry",
+    "Lease",
+    "Model",
+    "ModelVersion",
+    "PredictionLogEntry",
+    "RegistryState",
+    "Rollout",
+    "StatsBucket",
+    "TrafficSplit",
+)
 
 
 class Model(TimestampMixin, Base):
@@ -110,3 +134,111 @@ class RegistryState(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     generation: Mapped[int] = mapped_column(BigInteger, default=0, nullable=False)
+
+
+class StatsBucket(Base):
+    """One worker's counters for one model version over one time bucket (see ``service.experiments``).
+
+    Each worker overwrites only its own rows with running totals, so flushes never race and a repeated flush
+    never counts twice; the fleet's figures are the sum over workers. Keyed by names, not ids: statistics
+    outlive an archived version.
+    """
+
+    __tablename__ = "stats_buckets"
+    __table_args__ = (
+        UniqueConstraint("worker", "model", "version", "bucket_start", name="uq_stats_buckets_worker_cell"),
+        Index("ix_stats_buckets_model_bucket_start", "model", "bucket_start"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    worker: Mapped[str] = mapped_column(String(128), nullable=False)
+    model: Mapped[str] = mapped_column(String(64), nullable=False)
+    version: Mapped[str] = mapped_column(String(64), nullable=False)
+    bucket_start: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    """Epoch seconds, a multiple of ``bucket_s``."""
+    bucket_s: Mapped[int] = mapped_column(Integer, nullable=False)
+    counters: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+
+
+class PredictionLogEntry(Base):
+    """What a version predicted for one request id, so that an outcome sent later can be attributed to it.
+
+    Written in batches, off the request path; the outcome columns are set once (a repeat is not counted).
+    """
+
+    __tablename__ = "prediction_log"
+    __table_args__ = (
+        UniqueConstraint("model", "request_key", name="uq_prediction_log_model_request_key"),
+        Index("ix_prediction_log_model_feedback_bucket", "model", "feedback_bucket"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(64), nullable=False)
+    request_key: Mapped[str] = mapped_column(String(128), nullable=False)
+    """The request id, or its sha256 when longer than fits."""
+    version: Mapped[str] = mapped_column(String(64), nullable=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)
+    prediction: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
+    """One entry per instance: a class label (str) or a value (float)."""
+    feedback_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    feedback_bucket: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    truth: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    outcomes: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    """Instances that received a truth label (accuracy's denominator)."""
+    correct: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    rewards: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    reward_sum: Mapped[float] = mapped_column(Float, default=0.0, nullable=False)
+    reward_sq: Mapped[float] = mapped_column(Float, default=0.0, nullable=False)
+    errors_n: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    """Numeric truths compared with numeric predictions (absolute error's denominator)."""
+    abs_error_sum: Mapped[float] = mapped_column(Float, default=0.0, nullable=False)
+    abs_error_sq: Mapped[float] = mapped_column(Float, default=0.0, nullable=False)
+
+
+class Rollout(TimestampMixin, Base):
+    """A candidate version ramped through weight steps by the rollout controller, with the evidence."""
+
+    __tablename__ = "rollouts"
+    __table_args__ = (
+        CheckConstraint("state IN ('running', 'promoted', 'rolled_back', 'aborted')", name="state"),
+        Index("ix_rollouts_model_state", "model", "state"),
+        # at most one running rollout per model, even under concurrent starts
+        Index(
+            "uq_rollouts_running_model",
+            "model",
+            unique=True,
+            sqlite_where=text("state = 'running'"),
+            postgresql_where=text("state = 'running'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(64), nullable=False)
+    candidate: Mapped[str] = mapped_column(String(64), nullable=False)
+    control: Mapped[str] = mapped_column(String(64), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    step: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    """Index into ``plan['steps']`` of the weight the candidate has now."""
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    step_started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow, nullable=False)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="", nullable=False)
+    decisions: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
+    """Every transition (start, advance, promote, roll back, abort) with the evidence it was decided on."""
+    last_check: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """The controller's latest evaluation (what it waits for, with the figures), overwritten each time."""
+    created_by: Mapped[str] = mapped_column(String(128), nullable=False)
+
+
+class Lease(Base):
+    """A named lease one replica holds at a time (the rollout controller's), taken over once it expires."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    term: Mapped[int] = mapped_column(BigInteger, default=0, nullable=False)
+    """Bumped on every change of holder: a fencing token for the holder's writes."""

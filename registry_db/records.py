@@ -90,6 +90,9 @@ class ModelRouting:
     aliases: dict[str, str] = field(default_factory=dict)
     splits: tuple[SplitEntry, ...] = ()
     active_versions: tuple[str, ...] = ()
+    shadow_version: str | None = None
+    """A version that is sent a copy of ``shadow_percent`` % of the split's calls; its answers are never returned."""
+    shadow_percent: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,9 +28,12 @@ from registry_db.records import StoredArtifact
 if TYPE_CHECKING:
     from registry_db.object_store import ObjectStoreBlobs
 
-__all__ = ("ArtifactStore", "hash_file")
+__all__ = ("ArtifactStore", "STALE_TEMP_AGE_S", "hash_file")
 
 _CHUNK = 1 << 20
+STALE_TEMP_AGE_S = 900.0
+"""A temp file untouched this long belongs to no live writer (an upload stalls at most ``BODY_IDLE_TIMEOUT_S``,
+30 s by default, before it is refused); start-up removes such files, across replicas sharing the directory."""
 
 
 class ArtifactStore:
@@ -169,6 +172,16 @@ class ArtifactStore:
     def stale_temp_files(self, older_than_s: float = 3600.0) -> list[Path]:
         """Upload and download temp files left by crashed or killed processes."""
         return self._dir.stale_temp_files(older_than_s)
+
+    def remove_stale_temp_files(self, older_than_s: float = STALE_TEMP_AGE_S) -> int:
+        """Remove the temp files of uploads and downloads that stopped (a killed process) at least
+        ``older_than_s`` ago; run at server start-up. Live writers touch theirs far more often. The count."""
+        removed = 0
+        for path in self.stale_temp_files(older_than_s):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+        return removed
 
     def _emit(self, event: str, size: int, started: float | None) -> None:
         if self.listener is not None:

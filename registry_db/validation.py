@@ -26,7 +26,7 @@ __all__ = (
 )
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-SCOPES = frozenset({"admin", "read"})
+SCOPES = frozenset({"admin", "feedback", "read"})
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _MAX_ACTOR = 128
 

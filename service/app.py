@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import cast
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.config.compression import CompressionConfig  # noqa: F401 - documented: never compress V2
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, SwaggerRenderPlugin
@@ -14,6 +14,7 @@ from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from service import __version__
 from service.api.admin import ADMIN_CONTROLLERS
+from service.api.feedback import FeedbackController
 from service.api.grpc import GrpcServer
 from service.api.inference_http import InferenceHTTP
 from service.api.metrics import metrics
@@ -21,6 +22,7 @@ from service.api.v1_predict import V1Controller
 from service.api.v2_inference import V2Controller
 from service.asgi import ASGIApp, ModelportASGI
 from service.exception_handlers import exception_handlers
+from service.inference.admission import Admission
 from service.observability.logging import configure_logging
 from service.plugins import PluginRegistry
 from service.runtime import Runtime
@@ -51,6 +53,16 @@ def _openapi() -> OpenAPIConfig:
     )
 
 
+def _admin_router(settings: Settings) -> Router:
+    """The admin routes and outcome feedback, whose JSON bodies are small: capped at ``MAX_MANIFEST_BYTES`` (the
+    upload streams)."""
+    return Router(
+        path="/",
+        route_handlers=[*ADMIN_CONTROLLERS, FeedbackController],
+        request_max_body_size=settings.max_manifest_bytes,
+    )
+
+
 def create_app(settings: Settings | None = None, *, plugins: PluginRegistry | None = None) -> ModelportASGI:
     """Build the ASGI app for one worker. Nothing connects until the lifespan starts."""
     settings = settings or Settings()
@@ -58,7 +70,11 @@ def create_app(settings: Settings | None = None, *, plugins: PluginRegistry | No
     configure_logging(settings.log_level, settings.log_format)
     runtime = Runtime.build(settings, plugins=plugins)
     inference = InferenceHTTP(
-        runtime.dataplane, max_body_bytes=settings.max_body_bytes, queue_timeout_ms=settings.queue_timeout_ms
+        runtime.dataplane,
+        max_body_bytes=settings.max_body_bytes,
+        queue_timeout_ms=settings.queue_timeout_ms,
+        max_inflight_body_bytes=settings.max_inflight_body_bytes,
+        admission=Admission(runtime.routing, runtime.pool),
     )
 
     grpc_server = GrpcServer(runtime)  # MODELPORT_GRPC_PORT; each worker serves it beside HTTP
@@ -74,7 +90,7 @@ def create_app(settings: Settings | None = None, *, plugins: PluginRegistry | No
             await runtime.stop()
 
     app = Litestar(
-        route_handlers=[V2Controller, V1Controller, *ADMIN_CONTROLLERS, metrics],
+        route_handlers=[V2Controller, V1Controller, _admin_router(settings), metrics],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
         openapi_config=_openapi(),

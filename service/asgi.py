@@ -14,6 +14,7 @@ import itertools
 import os
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
+from hashlib import blake2b
 from typing import Any, Literal
 from urllib.parse import unquote
 
@@ -59,8 +60,10 @@ class ModelportASGI:
         self.inference = inference
         self._allowed = runtime.settings.allowed_hosts
         self._host_verdicts: dict[str, bool] = {}
-        # request ids: a random per-process prefix and a counter (no syscall per request)
-        self._id_prefix = os.urandom(6).hex()
+        # request ids: a random per-process prefix and a keyed hash of a counter (no syscall per request). Ids
+        # name predictions for outcome feedback, so one caller's id must not let it guess another caller's.
+        self._id_prefix = os.urandom(4).hex()
+        self._id_key = os.urandom(16)
         self._ids = itertools.count(1)
 
     def _host_ok(self, host: str) -> bool:
@@ -86,7 +89,10 @@ class ModelportASGI:
         headers = inference_headers(scope["headers"])
         request_id = headers.get("x-request-id", "")
         if not _REQUEST_ID.match(request_id):
-            request_id = f"{self._id_prefix}{next(self._ids):08x}"
+            request_id = (
+                self._id_prefix
+                + blake2b(next(self._ids).to_bytes(8, "little"), key=self._id_key, digest_size=8).hexdigest()
+            )
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         if not self._host_ok(headers.get("host", "")) and not path.startswith(_HOST_EXEMPT):

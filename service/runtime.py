@@ -8,6 +8,7 @@ the routed engines and starts the registry watcher; :meth:`Runtime.stop` drains 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ import structlog
 
 from registry_db.migrate import current_async, head_revision
 from service.context import Services
+from service.experiments.wiring import Experiments
 from service.inference.cpu_budget import engine_threads, process_cpu_budget
 from service.inference.dataplane import DataPlane
 from service.inference.engine_pool import EnginePool
@@ -23,7 +25,6 @@ from service.inference.routing_state import RoutingState
 from service.management.operations import RoutingOperations
 from service.observability.metrics import Metrics
 from service.observability.observers import default_observers
-from service.observability.stats import StatsBook
 from service.plugins import PluginRegistry
 from service.security.auth import Authenticator
 from service.settings import Settings
@@ -40,7 +41,7 @@ class Runtime:
     settings: Settings
     services: Services
     metrics: Metrics
-    stats: StatsBook
+    experiments: Experiments
     pool: EnginePool
     routing: RoutingState
     dataplane: DataPlane
@@ -53,7 +54,6 @@ class Runtime:
         """Wire every part from the settings; nothing connects until :meth:`start`."""
         services = Services.build(settings, plugins=plugins)
         metrics = Metrics()
-        stats = StatsBook()
         services.store.listener = metrics.on_artifact_event
         pool = EnginePool(settings=settings, store=services.store, plugins=services.plugins, metrics=metrics)
         routing = RoutingState(
@@ -63,18 +63,25 @@ class Runtime:
             poll_interval_s=settings.registry_poll_interval_s,
             database_url=settings.resolved_database_url,
         )
-        dataplane = DataPlane(
-            routing=routing, pool=pool, plugins=services.plugins, observers=default_observers(metrics, stats)
-        )
         admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
         # a routing change first loads and warms its targets here, so this worker serves them at once
         ensure_loads = functools.partial(pool.acquire, retry_failed=True)
         operations = RoutingOperations(services.registry, ensure_loads=ensure_loads, after_change=routing.refresh)
+        experiments = Experiments.build(
+            settings, registry=services.registry, metrics=metrics, routing=routing, operations=operations
+        )
+        dataplane = DataPlane(
+            routing=routing,
+            pool=pool,
+            plugins=services.plugins,
+            observers=(*default_observers(metrics), *experiments.observers(settings)),
+        )
+        experiments.bind(dataplane)
         return cls(
             settings=settings,
             services=services,
             metrics=metrics,
-            stats=stats,
+            experiments=experiments,
             pool=pool,
             routing=routing,
             dataplane=dataplane,
@@ -108,8 +115,12 @@ class Runtime:
             intra_op_threads=engine_threads(workers=self.settings.workers, configured=self.settings.intra_op_threads),
             spinning=self.settings.thread_spinning,
         )
+        stale = await asyncio.to_thread(self.services.store.remove_stale_temp_files)  # killed uploads' .part files
+        if stale:
+            _log.info("stale_temp_files_removed", count=stale)
         await self.routing.refresh(force=True)
         self.routing.start()
+        self.experiments.start()
         self.dataplane.ready = True
         self.metrics.ready.set(1)
         _log.info("ready", engines=len(self.pool.loaded_keys), generation=self.routing.snapshot.generation)
@@ -125,6 +136,7 @@ class Runtime:
         self.begin_drain()
         if not await self.dataplane.drained(self.settings.drain_timeout_s):
             _log.warning("drain_timeout", inflight=self.dataplane.inflight)
+        await self.experiments.stop()
         await self.routing.stop()
         await self.pool.close()
         await self.services.close()

@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ("Settings",)
@@ -93,6 +93,24 @@ class Settings(BaseSettings):
     """Largest inference request body (after decompression): beyond it 413."""
     max_artifact_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=1, le=1 << 40)
     """Largest artifact accepted at registration, enforced while streaming."""
+    max_inflight_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, le=1 << 40)
+    """Inference request bytes one worker holds at once (bodies being read plus those queued or running): a
+    request that would pass it gets 503 + Retry-After. At least ``max_body_bytes``."""
+    max_manifest_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    """Largest registration manifest and largest admin JSON body: beyond it 413."""
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    """Request line and headers together, per request: beyond it 431 and the connection closes."""
+    max_header_field_bytes: int = Field(default=8 * 1024, ge=256, le=1024 * 1024)
+    """One header (name and value): beyond it 431. At most ``max_header_bytes``."""
+    header_timeout_s: float = Field(default=10.0, gt=0.0, le=600.0, allow_inf_nan=False)
+    """From a request's first byte to the end of its headers: beyond it 408 and the connection closes."""
+    body_idle_timeout_s: float = Field(default=30.0, gt=0.0, le=3600.0, allow_inf_nan=False)
+    """Longest pause in an incomplete request body while the server reads it: beyond it 408 and close."""
+    keep_alive_timeout_s: float = Field(default=5.0, gt=0.0, le=600.0, allow_inf_nan=False)
+    """An idle connection (no request in progress, or none sent yet) closes after this long."""
+    max_connections: int = Field(default=4096, ge=1, le=1_000_000)
+    """Open connections per worker (also capped by the descriptor limit): one more evicts the oldest idle or
+    header-dribbling connection, or gets 503 when every connection is busy."""
     registry_poll_interval_s: float = Field(default=1.0, gt=0.0, le=60.0, allow_inf_nan=False)
     """How often each worker checks the registry generation for promotions, splits and archives."""
     db_connect_timeout_s: float = Field(default=5.0, gt=0.0, le=300.0, allow_inf_nan=False)
@@ -101,10 +119,45 @@ class Settings(BaseSettings):
     """PostgreSQL: how long one statement may wait for an answer (a silent database is a bounded wait)."""
     drain_timeout_s: float = Field(default=20.0, ge=0.0, le=600.0, allow_inf_nan=False)
     """On SIGTERM: readiness goes false, then in-flight requests get this long to finish."""
+    stats_bucket_s: int = Field(default=60, ge=1, le=86400)
+    """Length of one statistics time bucket (the resolution of the stats timeline)."""
+    stats_flush_interval_s: float = Field(default=5.0, gt=0.0, le=300.0, allow_inf_nan=False)
+    """How often each worker writes its statistics to the registry database (what a crash can lose)."""
+    stats_retention_s: int = Field(default=7 * 86400, ge=3600, le=400 * 86400)
+    """How long statistics buckets and recorded outcomes are kept."""
+    feedback_window_s: int = Field(default=86400, ge=0, le=30 * 86400)
+    """How long after a prediction its outcome may be sent (0: no prediction log, no feedback)."""
+    prediction_log_max_pending: int = Field(default=100_000, ge=100, le=10_000_000)
+    """Predictions waiting to be written per worker; beyond this they are dropped and counted."""
+    prediction_flush_interval_s: float = Field(default=1.0, gt=0.0, le=60.0, allow_inf_nan=False)
+    """How often each worker writes its pending predictions (the longest an outcome may have to wait)."""
+    experiment_alpha: float = Field(default=0.05, gt=0.0, lt=0.5, allow_inf_nan=False)
+    """False-positive bound of the always-valid comparisons, across any amount of peeking."""
+    shadow_queue: int = Field(default=256, ge=1, le=100_000)
+    """Mirrored calls waiting for their shadow per worker; beyond this copies are dropped and counted."""
+    rollout_interval_s: float = Field(default=5.0, gt=0.0, le=600.0, allow_inf_nan=False)
+    """How often the rollout controller re-evaluates running rollouts."""
+    rollout_lease_s: float = Field(default=20.0, gt=0.0, le=3600.0, allow_inf_nan=False)
+    """How long the controller's lease lasts without renewal before another replica takes over."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Minimum log level."""
     log_format: Literal["json", "console"] = "json"
     """``json`` for production, ``console`` for humans."""
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> Settings:
+        """Limits that only make sense together, named at start-up instead of refusing every large request."""
+        if self.max_inflight_body_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"max_inflight_body_bytes ({self.max_inflight_body_bytes}) must be at least max_body_bytes "
+                f"({self.max_body_bytes}), or no request of the largest allowed size could ever be read"
+            )
+        if self.max_header_field_bytes > self.max_header_bytes:
+            raise ValueError(
+                f"max_header_field_bytes ({self.max_header_field_bytes}) must not exceed max_header_bytes "
+                f"({self.max_header_bytes})"
+            )
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

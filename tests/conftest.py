@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from registry_db.migrate import upgrade_async
 from registry_db.repository import Registry
@@ -25,6 +26,18 @@ from service.settings import Settings
 # In-process apps never bind the default gRPC port (8001): parallel runs and a real server on this machine would
 # collide. Tests of the gRPC edge give their server a free port (tests/helpers/server.py: run_server(grpc=True)).
 os.environ.setdefault("MODELPORT_GRPC_PORT", "0")
+# structlog's default console renderer draws rich tracebacks with every frame's locals: seconds per logged
+# exception in tests that provoke backend failures on purpose. Same output otherwise, plain tracebacks.
+structlog.configure(
+    processors=[
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.StackInfoRenderer(),
+        structlog.dev.set_exc_info,
+        structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+        structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
+    ]
+)
 
 PG_URL = os.environ.get("MODELPORT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 STORE_MAX_BYTES = 10 * 1024 * 1024

@@ -8,7 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from registry_db.models import RegistryState
 from registry_db.repository.audit import AuditRepository
 from registry_db.repository.catalog import CatalogRepository
+from registry_db.repository.experiments import ExperimentsRepository
 from registry_db.repository.keys import ApiKeyRepository
+from registry_db.repository.rollouts import RolloutsRepository
 from registry_db.repository.routing import RoutingRepository
 from registry_db.repository.unit_of_work import Transaction, UnitOfWork
 from registry_db.session import create_engine
@@ -26,6 +28,8 @@ class Registry:
         routing: aliases, traffic splits, the routing generation and snapshot.
         keys: API keys (create, authenticate, revoke, list).
         audit: the audit log every write above appends to.
+        experiments: statistics buckets, the prediction log and outcomes (measurements, not audited).
+        rollouts: rollouts the controller drives, and the lease that elects the controller.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -35,6 +39,8 @@ class Registry:
         self.routing = RoutingRepository(self._uow)
         self.keys = ApiKeyRepository(self._uow)
         self.audit = AuditRepository(self._uow)
+        self.experiments = ExperimentsRepository(self._uow)
+        self.rollouts = RolloutsRepository(self._uow)
 
     @classmethod
     def from_url(cls, url: str) -> Registry:

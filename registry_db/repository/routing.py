@@ -227,14 +227,42 @@ class RoutingRepository:
             for mid, alias, version in (await s.execute(alias_rows)).all():
                 aliases[mid][alias] = version
             split_rows = (
-                select(TrafficSplit.model_id, ModelVersion.version, TrafficSplit.weight)
+                select(
+                    TrafficSplit.model_id,
+                    ModelVersion.version,
+                    TrafficSplit.weight,
+                    TrafficSplit.shadow_version_id,
+                    TrafficSplit.shadow_percent,
+                )
                 .join(ModelVersion, TrafficSplit.version_id == ModelVersion.id)
                 .order_by(ModelVersion.number)
             )
-            for mid, version, weight in (await s.execute(split_rows)).all():
+            shadow_ids: dict[int, tuple[int, int]] = {}
+            for mid, version, weight, shadow_id, shadow_percent in (await s.execute(split_rows)).all():
                 splits[mid].append(SplitEntry(version, weight))
+                if shadow_id is not None and shadow_percent:
+                    shadow_ids[mid] = (shadow_id, shadow_percent)
+            labels = (
+                dict(
+                    (
+                        await s.execute(
+                            select(ModelVersion.id, ModelVersion.version).where(
+                                ModelVersion.id.in_([sid for sid, _ in shadow_ids.values()])
+                            )
+                        )
+                    ).all()
+                )
+                if shadow_ids
+                else {}
+            )
             models = {
-                name: ModelRouting(aliases=aliases[mid], splits=tuple(splits[mid]), active_versions=tuple(active[mid]))
+                name: ModelRouting(
+                    aliases=aliases[mid],
+                    splits=tuple(splits[mid]),
+                    active_versions=tuple(active[mid]),
+                    shadow_version=labels.get(shadow_ids[mid][0]) if mid in shadow_ids else None,
+                    shadow_percent=shadow_ids[mid][1] if mid in shadow_ids else 0,
+                )
                 for mid, name in names.items()
             }
             return RoutingSnapshot(generation=int(generation), models=models)

@@ -89,6 +89,11 @@ class UnitOfWork:
         validate_actor(actor)
         return await self._run(op, {}, actor=actor, conflict=conflict)
 
+    async def unaudited(self, op: _Op[_T]) -> _T:
+        """Run ``op`` in a write transaction that changes no registry state anyone audits (measurements:
+        statistics, the prediction log, leases); transient races are retried like any write."""
+        return await self._run(op, {}, actor=None, conflict="")
+
     async def _run(self, op: _Op[_T], options: dict[str, Any], *, actor: str | None, conflict: str) -> _T:
         """One transaction per attempt; domain errors raised by ``op`` roll back and propagate unchanged.
 

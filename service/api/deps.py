@@ -17,9 +17,9 @@ from registry_db.repository import Registry
 from service.api.http_body import Receive, inference_headers
 from service.api.inference_http import InferenceHTTP
 from service.context import Services
+from service.experiments.wiring import Experiments
 from service.inference.dataplane import DataPlane
 from service.management.operations import RoutingOperations
-from service.observability.stats import StatsBook
 from service.runtime import Runtime
 
 __all__ = (
@@ -27,13 +27,13 @@ __all__ = (
     "documented_body",
     "provide_admin",
     "provide_dataplane",
+    "provide_experiments",
     "provide_inference",
     "provide_operations",
     "provide_reader",
     "provide_registry",
     "provide_runtime",
     "provide_services",
-    "provide_stats",
     "routing_key_of",
     "serve_inference",
 )
@@ -65,12 +65,16 @@ def provide_operations(state: State) -> RoutingOperations:
     return provide_runtime(state).operations
 
 
-def provide_stats(state: State) -> StatsBook:
-    return provide_runtime(state).stats
+def provide_experiments(state: State) -> Experiments:
+    return provide_runtime(state).experiments
 
 
 def _needed_scope(handler: BaseRouteHandler) -> str:
-    """``admin`` for handlers that take the ``admin`` principal, else ``read``."""
+    """The handler's ``opt["scope"]`` if it names one; else ``admin`` for handlers that take the ``admin``
+    principal, else ``read``."""
+    scope = handler.opt.get("scope")
+    if isinstance(scope, str):
+        return scope
     return "admin" if "admin" in handler.parsed_fn_signature.parameters else "read"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
+from service.api.limits import BodyBudget
 from service.codecs.v2 import decompress_body
 from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
@@ -52,27 +53,49 @@ def inference_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in raw if k in INFERENCE_HEADERS}
 
 
-async def read_body(receive: Receive, headers: Mapping[str, str], max_bytes: int) -> bytes:
-    """The whole request body, refused with PayloadTooLarge as soon as it passes ``max_bytes``."""
+async def read_body(receive: Receive, headers: Mapping[str, str], max_bytes: int, budget: BodyBudget) -> bytes:
+    """The whole request body, refused with PayloadTooLarge as soon as it passes ``max_bytes``.
+
+    Its bytes are reserved in ``budget`` while they arrive (a declared Content-Length up front), so a body that
+    does not fit is refused with Overloaded before the rest of it is read. On return ``len(body)`` bytes stay
+    reserved: the caller gives them back once the request is answered.
+    """
     declared = headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {max_bytes} bytes")
-    message = await receive()
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        if len(body) > max_bytes:
-            raise PayloadTooLarge(f"request body exceeds the limit of {max_bytes} bytes")
-        return body
-    chunks = [body]
-    size = len(body)
-    while message.get("more_body", False):
+    held = 0
+    if declared is not None and declared.isdigit():
+        held = int(declared)
+        if held > max_bytes:
+            raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {max_bytes} bytes")
+        budget.take(held)
+    try:
         message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
+        body: bytes = message.get("body", b"")
+        size = len(body)
+        if message.get("more_body", False):
+            chunks = [body]
+            while message.get("more_body", False):
+                message = await receive()
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(f"request body exceeds the limit of {max_bytes} bytes")
+                if size > held:
+                    budget.take(size - held)
+                    held = size
+                chunks.append(chunk)
+            body = b"".join(chunks)
+        if message["type"] == "http.disconnect":
+            raise InvalidInput("the client disconnected before the request body was complete")
         if size > max_bytes:
             raise PayloadTooLarge(f"request body exceeds the limit of {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        if size > held:
+            budget.take(size - held)
+            held = size
+    except BaseException:
+        budget.give(held)
+        raise
+    budget.give(held - size)
+    return body
 
 
 def _check_content_type(headers: Mapping[str, str]) -> None:

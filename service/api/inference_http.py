@@ -13,15 +13,19 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from service.api.http_body import Receive, header_length, plain_body, read_body
+from service.api.limits import BodyBudget
 from service.codecs.v1 import decode_predict_request, encode_predict_response
 from service.codecs.v2 import DecodedTensor, decode_infer_request, encode_infer_response
-from service.errors import PayloadTooLarge
+from service.errors import InvalidInput, Overloaded, PayloadTooLarge
 from service.exception_handlers import error_reply
+from service.inference.admission import Admission
 from service.inference.dataplane import DataPlane, InferCall, InferResult
 from service.plugins import TensorSpec
 
 __all__ = ("InferenceHTTP", "Reply")
 
+_KEEP_ALIVE_UNREAD_BYTES = 64 * 1024
+"""A refused request whose unread body is at most this keeps its connection (no reconnect under overload)."""
 _INLINE_INFLATE_BYTES = 64 * 1024
 """Compressed bodies up to this size inflate inline (microseconds); larger ones in a worker thread."""
 
@@ -37,9 +41,20 @@ class Reply:
 class InferenceHTTP:
     """Builds replies for the inference routes; every failure becomes an ``{"error": ...}`` reply."""
 
-    def __init__(self, dataplane: DataPlane, *, max_body_bytes: int, queue_timeout_ms: float) -> None:
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        *,
+        max_body_bytes: int,
+        queue_timeout_ms: float,
+        max_inflight_body_bytes: int = 0,
+        admission: Admission | None = None,
+    ) -> None:
         self._dataplane = dataplane
         self._max_body = max_body_bytes
+        self.budget = BodyBudget(max_inflight_body_bytes or 4 * max_body_bytes)
+        """Inference body bytes this worker holds now (``MODELPORT_MAX_INFLIGHT_BODY_BYTES``)."""
+        self._admission = admission
         self._default_timeout_s = queue_timeout_ms / 1000.0 if queue_timeout_ms > 0 else None
 
     async def serve(
@@ -52,13 +67,38 @@ class InferenceHTTP:
         request_id: str,
     ) -> Reply:
         """Read the body under the cap and answer one inference request: the entry point of both paths."""
+        if self._admission is not None:
+            refused = self._admission.refusal(model, version, headers.get("x-routing-key"))
+            if refused is not None:  # the engine's queue is full: refuse before reading or decoding anything
+                return self._refuse_unread(InferCall(model, version, route, request_id, ()), refused, headers)
         try:
-            body = await read_body(receive, headers, self._max_body)
-        except PayloadTooLarge as exc:
+            body = await read_body(receive, headers, self._max_body, self.budget)
+        except Overloaded as exc:
+            return self._refuse_unread(InferCall(model, version, route, request_id, ()), (None, exc), None)
+        except (PayloadTooLarge, InvalidInput) as exc:
             status, payload, extra = error_reply(exc, request_id)
             return Reply(status, payload, extra)
         handler = self.v2_infer if route == "v2_infer" else self.v1_predict
-        return await handler(model, version, body, headers, request_id)
+        try:
+            return await handler(model, version, body, headers, request_id)
+        finally:
+            self.budget.give(len(body))
+
+    def _refuse_unread(
+        self, call: InferCall, refused: tuple[str | None, Overloaded], headers: Mapping[str, str] | None
+    ) -> Reply:
+        """503 for a call refused before its body was read, counted as rejected (for the version it names).
+
+        The connection closes unless the client declared a small body (``headers``): uvicorn discards an unread
+        body on a kept-alive connection, cheap for a few KiB but not for megabytes.
+        """
+        call.served_version, error = refused
+        self._dataplane.reject(call, error)
+        reply = _error(error, call)
+        length = headers.get("content-length", "") if headers is not None else ""
+        if not (length.isdigit() and int(length) <= _KEEP_ALIVE_UNREAD_BYTES):
+            reply.headers["Connection"] = "close"
+        return reply
 
     async def v2_infer(
         self, model: str, version: str | None, body: bytes, headers: Mapping[str, str], request_id: str

@@ -22,7 +22,12 @@ def cli() -> None:
     configure_logging(level if level in logging.getLevelNamesMapping() else "CRITICAL", "console", cache=False)
 
 
-_VERB_MODULES = ("service.cli.serve_cmd", "service.cli.registry_cmds", "service.cli.plugin_cmds")
+_VERB_MODULES = (
+    "service.cli.serve_cmd",
+    "service.cli.registry_cmds",
+    "service.cli.rollout_cmds",
+    "service.cli.plugin_cmds",
+)
 
 
 def _attach() -> None:

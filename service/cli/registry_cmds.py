@@ -380,8 +380,14 @@ def promote(name: str, version: str, alias: str, as_json: bool) -> None:
 @click.argument("name")
 @click.argument("weights", nargs=-1)
 @click.option("--clear", is_flag=True, help="Remove the split (unversioned calls follow 'production').")
+@click.option(
+    "--shadow",
+    metavar="VERSION=PERCENT",
+    default=None,
+    help="Also copy PERCENT % of the split's calls to VERSION (outside the split); its answers are never returned.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def split(name: str, weights: tuple[str, ...], clear: bool, as_json: bool) -> None:
+def split(name: str, weights: tuple[str, ...], clear: bool, shadow: str | None, as_json: bool) -> None:
     """Set the A/B split of model NAME: VERSION=WEIGHT ... with weights summing to 100, or --clear."""
     if clear:
         if weights:
@@ -392,22 +398,27 @@ def split(name: str, weights: tuple[str, ...], clear: bool, as_json: bool) -> No
         else:
             click.echo(f"{name}: split cleared")
         return
-    pairs: list[tuple[str, int]] = []
-    for item in weights:
-        version, sep, weight = item.partition("=")
-        try:
-            if not sep:
-                raise ValueError(item)
-            pairs.append((version, int(weight)))
-        except ValueError:
-            raise click.UsageError(f"expected VERSION=WEIGHT with an integer weight, got {item!r}") from None
+    pairs = [_version_number(item, "VERSION=WEIGHT") for item in weights]
     if not pairs:
         raise click.UsageError("give VERSION=WEIGHT pairs, or --clear")
-    record = _routing_change(lambda ops: ops.set_traffic(name, pairs, actor=_actor()))
+    mirror = _version_number(shadow, "--shadow VERSION=PERCENT") if shadow is not None else None
+    record = _routing_change(lambda ops: ops.set_traffic(name, pairs, actor=_actor(), shadow=mirror))
     if as_json:
         _emit_json(record)
     else:
-        click.echo(f"{name}: " + ", ".join(f"{e.version}={e.weight}" for e in record.splits))
+        arms = ", ".join(f"{e.version}={e.weight}" for e in record.splits)
+        mirrored = f"; shadow {record.shadow_version} at {record.shadow_percent}%" if record.shadow_version else ""
+        click.echo(f"{name}: {arms}{mirrored}")
+
+
+def _version_number(item: str, form: str) -> tuple[str, int]:
+    version, sep, number = item.partition("=")
+    try:
+        if not sep:
+            raise ValueError(item)
+        return version, int(number)
+    except ValueError:
+        raise click.UsageError(f"expected {form} with an integer, got {item!r}") from None
 
 
 @cli.command()

@@ -45,14 +45,19 @@ def _exit_cleanly(_signum: int, _frame: FrameType | None) -> None:
 def _run_uvicorn(settings: Settings) -> None:
     import uvicorn
 
+    from service.connection_guard import ConnectionLimits, GuardedHttpToolsProtocol, raise_fd_limit
+
+    raise_fd_limit()  # before the limits are derived from it; worker processes inherit it
+    GuardedHttpToolsProtocol.limits = ConnectionLimits.from_settings(settings)
     common = {
         "host": settings.host,
         "port": settings.port,
         "log_config": None,
         "access_log": False,
         "timeout_graceful_shutdown": int(settings.drain_timeout_s) or None,
+        "timeout_keep_alive": settings.keep_alive_timeout_s,
         "loop": "auto",
-        "http": "auto",
+        "http": GuardedHttpToolsProtocol,  # httptools plus header caps, timeouts and a connection cap
     }
     if settings.workers > 1:
         uvicorn.run("service.app:create_app_from_env", factory=True, workers=settings.workers, **common)  # type: ignore[arg-type]

@@ -222,9 +222,7 @@ class DynamicBatcher:
             self._dispatch([request])
             return await request.future
         if len(queue) >= self._max_queue:
-            raise Overloaded(
-                f"'{self.name}' is overloaded: {self._max_queue} requests already queued", self._retry_after()
-            )
+            raise self.overloaded()
         request = _Request(inputs, loop.create_future())
         if timeout_s is not None and timeout_s > 0:
             request.deadline = request.enqueued + timeout_s
@@ -240,6 +238,17 @@ class DynamicBatcher:
             if request.state == _QUEUED:  # client went away before it ran: never run it
                 self._remove(request)
             raise
+
+    @property
+    def full(self) -> bool:
+        """Whether a request submitted now would be refused (read by admission before a body is read)."""
+        return len(self._queue) >= self._max_queue
+
+    def overloaded(self) -> Overloaded:
+        """The refusal of a request that finds the queue full, with a Retry-After from the work ahead."""
+        return Overloaded(
+            f"'{self.name}' is overloaded: {self._max_queue} requests already queued", self._retry_after()
+        )
 
     def _retry_after(self) -> int:
         batches_ahead = len(self._queue) / self._max_batch + len(self._running)

@@ -30,7 +30,7 @@ from service.errors import EngineUnavailable, InvalidInput, status_of
 from service.inference.engine_pool import EnginePool
 from service.inference.processing import Postprocessed
 from service.inference.routing import targets
-from service.inference.routing_state import RoutingState
+from service.inference.routing_state import RoutingState, held_back_message
 from service.plugins import PluginRegistry, TensorSpec, UnknownPlugin
 
 __all__ = (
@@ -101,6 +101,8 @@ class InferenceEvent:
     status: int
     """The outcome as an HTTP status number (200 served; else the error's class status)."""
     duration_s: float
+    memo: dict[str, Any] = field(default_factory=dict)
+    """Values derived from the event that several observers need (computed once, by the first to ask)."""
 
 
 class InferenceObserver(Protocol):
@@ -213,6 +215,21 @@ class DataPlane:
                 self._idle.set()
             self._observe(call, result, error)
 
+    async def run_version(
+        self, model: str, version: str, inputs: Sequence[DecodedTensor] | InputBinder
+    ) -> tuple[dict[str, np.ndarray], tuple[TensorSpec, ...]]:
+        """The pipeline for one explicit version without routing by the split or observation (shadow copies):
+        validate -> preprocess -> queue + batch. Returns every output, ``(batch, *dims)``, and their specs."""
+        record = await self._routing.resolve(model, version, None)
+        served = self._pool.get_loaded(record.model_name, record.version)
+        if served is None or served.record.sha256 != record.sha256:
+            served = await self._pool.acquire(record)
+        tensors = inputs(served.inputs) if callable(inputs) else inputs
+        batch = served.validator.validate(tensors)
+        if served.preprocess is not None:
+            batch = served.preprocess(batch)
+        return await served.batcher.submit(batch, timeout_s=None), served.outputs
+
     def reject(self, call: InferCall, error: BaseException) -> None:
         """Account a call its edge refused before it reached :meth:`infer` (an undecodable body)."""
         self._observe(call, None, error)
@@ -232,9 +249,12 @@ class DataPlane:
         return {"name": "modelport", "version": __version__, "extensions": list(EXTENSIONS)}
 
     def server_ready(self) -> dict[str, Any]:
-        """Readiness detail, or EngineUnavailable while starting up or draining."""
+        """Readiness detail, or EngineUnavailable while starting up, draining, or serving a model by routing the
+        registry no longer says (a held-back target: traffic belongs on replicas that serve the routed version)."""
         if not self.ready:
             raise EngineUnavailable("not ready: starting up or draining", retry_after_s=1)
+        if self._routing.held_back:
+            raise EngineUnavailable(held_back_message(self._routing.held_back))
         return {"ready": True, "held_back": self._routing.held_back, "generation": self._routing.snapshot.generation}
 
     async def model_metadata(self, model: str, version: str | None, routing_key: str | None) -> ModelDescription:

@@ -28,6 +28,16 @@ __all__ = ("RoutingState", "unknown_model")
 
 _log = structlog.get_logger(__name__)
 _MISS_REFRESH_INTERVAL_S = 0.25
+HELD_BACK_RETRY_S = 30.0
+"""While a model is held back, its routing is applied again this often (a transient failure clears; an
+integrity failure is re-hashed at most this often)."""
+
+
+def held_back_message(held_back: dict[str, str]) -> str:
+    """Readiness's refusal while models are held back: which, and why (the first few)."""
+    shown = "; ".join(f"'{name}': {reason[:200]}" for name, reason in sorted(held_back.items())[:5])
+    more = f" and {len(held_back) - 5} more" if len(held_back) > 5 else ""
+    return f"not ready: this replica cannot serve the routing the registry sets for {shown}{more}"
 
 
 def unknown_model(model: str, version: str | None = None, *, active: tuple[str, ...] | None = None) -> str:
@@ -42,8 +52,9 @@ def unknown_model(model: str, version: str | None = None, *, active: tuple[str, 
 
 
 def routed_versions(routing: ModelRouting) -> set[str]:
-    """Versions an unversioned call may land on, plus every aliased version (warmed, pinned)."""
-    return {entry.version for entry in routing.splits} | set(routing.aliases.values())
+    """Versions an unversioned call may land on, plus every aliased version and the shadow (warmed, pinned)."""
+    shadow = {routing.shadow_version} if routing.shadow_version else set()
+    return {entry.version for entry in routing.splits} | set(routing.aliases.values()) | shadow
 
 
 class RoutingState:
@@ -63,6 +74,7 @@ class RoutingState:
         self._records: dict[tuple[str, str], VersionRecord] = {}
         self._refresh_lock = asyncio.Lock()
         self._last_refresh = 0.0
+        self._applied_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self.held_back: dict[str, str] = {}
         """Models whose new routing could not be applied, with the reason (readiness detail)."""
@@ -79,7 +91,8 @@ class RoutingState:
             self._last_refresh = time.monotonic()
             try:
                 generation = await self._registry.routing.generation()
-                if generation == self._snapshot.generation and not force:
+                retry = self.held_back and time.monotonic() - self._applied_at > HELD_BACK_RETRY_S
+                if generation == self._snapshot.generation and not force and not retry:
                     return False
                 fresh = await self._registry.routing.routing_snapshot()
             except DatabaseUnavailable as exc:
@@ -108,6 +121,7 @@ class RoutingState:
                     models[name] = replace(old, active_versions=routing.active_versions)
                 _log.error("routing_held_back", model=name, reason=exc.message)
         self.held_back = held
+        self._applied_at = time.monotonic()
         self._snapshot = RoutingSnapshot(generation=fresh.generation, models=models)
         self._metrics.registry_generation.set(fresh.generation)
         self._metrics.split_weight.clear()

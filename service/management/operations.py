@@ -59,6 +59,10 @@ class RoutingOperations:
         self._ensure_loads = ensure_loads
         self._after_change = after_change
 
+    @property
+    def registry(self) -> Registry:
+        return self._registry
+
     async def _ensure_servable(self, model: str, versions: Sequence[str]) -> None:
         for version in versions:
             record = await self._registry.catalog.get_version(model, version)
@@ -80,10 +84,18 @@ class RoutingOperations:
         await self._registry.routing.delete_alias(model, alias, actor=actor)
         await self._after_change()
 
-    async def set_traffic(self, model: str, splits: Sequence[tuple[str, int]], *, actor: str) -> TrafficRecord:
+    async def set_traffic(
+        self,
+        model: str,
+        splits: Sequence[tuple[str, int]],
+        *,
+        actor: str,
+        shadow: tuple[str, int] | None = None,
+    ) -> TrafficRecord:
         validate_splits(splits)  # a malformed split is refused as such, before anything loads
-        await self._ensure_servable(model, [version for version, _ in splits])
-        record = await self._registry.routing.set_traffic(model, splits, actor=actor)
+        targets = [version for version, _ in splits] + ([shadow[0]] if shadow is not None else [])
+        await self._ensure_servable(model, targets)
+        record = await self._registry.routing.set_traffic(model, splits, actor=actor, shadow=shadow)
         await self._after_change()
         return record
 

@@ -67,6 +67,32 @@ class Metrics:
             ("model", "version"),
             registry=r,
         )
+        self.experiment_flush_failures = Counter(
+            "modelport_experiment_flush_failures",
+            "Writes of statistics or predictions to the registry that failed (retried)",
+            ("kind",),
+            registry=r,
+        )
+        self.prediction_log_dropped = Gauge(
+            "modelport_prediction_log_dropped",
+            "Predictions not logged since start because the pending queue was full (their outcomes get 404)",
+            registry=r,
+        )
+        self.feedback = Counter(
+            "modelport_feedback", "Outcome feedback items by result", ("model", "result"), registry=r
+        )
+        self.shadow_requests = Counter(
+            "modelport_shadow_requests",
+            "Mirrored calls by outcome (served, error, dropped)",
+            ("model", "version", "outcome"),
+            registry=r,
+        )
+        self.rollout_transitions = Counter(
+            "modelport_rollout_transitions",
+            "Rollout controller decisions (advance, promote, rollback, abort)",
+            ("model", "decision"),
+            registry=r,
+        )
 
         self.artifact_cache_events = Counter(
             "modelport_artifact_cache_events",

@@ -1,4 +1,5 @@
-"""The data plane's built-in observers: Prometheus metrics, per-version A/B statistics, failure logs.
+"""The data plane's built-in observers: Prometheus metrics and failure logs (the experiment observers, fleet
+statistics and the prediction log, live in :mod:`service.experiments.observers`).
 
 Each sees every inference call once (``DataPlane`` calls them after the reply is decided). They run on the
 event loop for every request, so each keeps its per-call cost to a dictionary lookup and a few increments.
@@ -13,9 +14,8 @@ import structlog
 from service.errors import EngineUnavailable, Overloaded
 from service.inference.dataplane import InferenceEvent
 from service.observability.metrics import Metrics
-from service.observability.stats import StatsBook
 
-__all__ = ("FailureLog", "MetricsObserver", "StatsObserver", "default_observers")
+__all__ = ("FailureLog", "MetricsObserver", "default_observers")
 
 _log = structlog.get_logger("service.inference")
 _UNRESOLVED = "-"
@@ -56,37 +56,6 @@ class MetricsObserver:
         self._metrics.rejected.labels(model=call.model, version=version, reason=reason).inc()
 
 
-class StatsObserver:
-    """Per-version requests, errors, latencies and predicted labels for the A/B comparison.
-
-    Only what the version did counts as its requests and errors: a call that never resolved says nothing about
-    any version; backpressure (503: queue full, queue timeout, not ready) and the caller's mistakes after
-    routing (4xx) are counted apart, so an arm that happened to be busy, or that got bad inputs, is not
-    condemned for it.
-    """
-
-    def __init__(self, stats: StatsBook) -> None:
-        self._stats = stats
-
-    def observe(self, event: InferenceEvent) -> None:
-        call = event.call
-        status = event.status
-        if call.served_version is None or status == 404:
-            return
-        if status == 503 or 400 <= status < 500:
-            self._stats.record_refusal(call.model, call.served_version, overload=status == 503)
-            return
-        result = event.result
-        labels = result.postprocessed.labels if result is not None and result.postprocessed is not None else None
-        self._stats.record(
-            call.model,
-            call.served_version,
-            latency_ms=event.duration_s * 1000.0,
-            error=status >= 500,
-            predictions=labels,
-        )
-
-
 class FailureLog:
     """One structured line per failed call; served calls are counted, not logged (a line per request would
     cost more than the inference). Inputs are never logged."""
@@ -107,5 +76,5 @@ class FailureLog:
         )
 
 
-def default_observers(metrics: Metrics, stats: StatsBook) -> tuple[MetricsObserver, StatsObserver, FailureLog]:
-    return MetricsObserver(metrics), StatsObserver(stats), FailureLog()
+def default_observers(metrics: Metrics) -> tuple[MetricsObserver, FailureLog]:
+    return MetricsObserver(metrics), FailureLog()

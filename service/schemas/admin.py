@@ -29,7 +29,8 @@ __all__ = (
     "ModelOut",
     "SplitBody",
     "SplitItem",
-    "StatsOut",
+    "ShadowBody",
+    "ShadowOut",
     "TrafficBody",
     "TrafficOut",
     "VersionOut",
@@ -69,12 +70,28 @@ def _valid_split(splits: list[SplitBody]) -> list[SplitBody]:
     return splits
 
 
-class TrafficBody(BaseModel):
-    """``PUT /admin/models/{name}/traffic``: weights are positive integers summing to 100, each version once."""
+class ShadowBody(BaseModel):
+    """A version sent a copy of ``percent`` % of the split's calls after the primary answered (never returned)."""
 
-    model_config = body_config({"splits": [{"version": "1", "weight": 90}, {"version": "2", "weight": 10}]})
+    model_config = body_config({"version": "3", "percent": 20})
+
+    version: VersionLabel
+    percent: Annotated[ExactInt, Field(ge=1, le=100)]
+
+
+class TrafficBody(BaseModel):
+    """``PUT /admin/models/{name}/traffic``: weights are positive integers summing to 100, each version once;
+    optionally a shadow version outside the split."""
+
+    model_config = body_config(
+        {
+            "splits": [{"version": "1", "weight": 90}, {"version": "2", "weight": 10}],
+            "shadow": {"version": "3", "percent": 20},
+        }
+    )
 
     splits: Annotated[list[SplitBody], Field(min_length=1, max_length=_MAX_SPLIT_ARMS), AfterValidator(_valid_split)]
+    shadow: ShadowBody | None = None
 
 
 def _valid_scopes(scopes: list[str]) -> list[str]:
@@ -156,15 +173,22 @@ class AliasOut(msgspec.Struct, frozen=True):
     version: str
 
 
+class ShadowOut(msgspec.Struct, frozen=True):
+    version: str
+    percent: int
+
+
 class TrafficOut(msgspec.Struct, frozen=True):
     model_name: str
     splits: list[SplitItem]
+    shadow: ShadowOut | None = None
 
     @classmethod
     def of(cls, record: TrafficRecord | None, model: str) -> TrafficOut:
         if record is None:
             return cls(model, [])
-        return cls(record.model_name, [SplitItem(e.version, e.weight) for e in record.splits])
+        shadow = ShadowOut(record.shadow_version, record.shadow_percent) if record.shadow_version else None
+        return cls(record.model_name, [SplitItem(e.version, e.weight) for e in record.splits], shadow)
 
 
 class ModelDetailOut(msgspec.Struct, frozen=True):
@@ -172,16 +196,6 @@ class ModelDetailOut(msgspec.Struct, frozen=True):
     versions: list[VersionOut]
     aliases: dict[str, str]
     traffic: list[SplitItem]
-
-
-class StatsOut(msgspec.Struct, frozen=True):
-    """Per-version figures on the replica that answered; ``comparison`` contrasts split arms."""
-
-    model_name: str
-    replica: str
-    versions: dict[str, dict[str, Any]]
-    traffic: list[SplitItem]
-    comparison: dict[str, Any]
 
 
 class AuditOut(msgspec.Struct, frozen=True):

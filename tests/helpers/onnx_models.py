@@ -81,6 +81,41 @@ def make_image_onnx(path: Path, *, shape: tuple[int, int, int] = (3, 224, 224)) 
     path.write_bytes(model.SerializeToString())
 
 
+def make_flaky_onnx(path: Path, *, in_dim: int = 4, out: int = 3, fail_above: float = 0.8416, seed: int = 0) -> None:
+    """A (batch, in_dim) -> (batch, out) linear model that fails at run time on rows whose first feature exceeds
+    ``fail_above`` (a Gather out of bounds): for standard-normal inputs, 20 % of rows by default. Zeros pass,
+    so it registers."""
+    rng = np.random.default_rng(seed)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((in_dim, out)) * 0.1).astype(np.float32), "w"),
+        numpy_helper.from_array(np.array([0], np.int64), "zero"),
+        numpy_helper.from_array(np.array([1], np.int64), "one"),
+        numpy_helper.from_array(np.array([fail_above], np.float32), "threshold"),
+        numpy_helper.from_array(np.array(10, np.int64), "ten"),
+        numpy_helper.from_array(np.zeros(3, np.float32), "table"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["scores"]),
+        helper.make_node("Slice", ["x", "zero", "one", "one"], ["first"]),
+        helper.make_node("Greater", ["first", "threshold"], ["bad"]),
+        helper.make_node("Cast", ["bad"], ["bad_i"], to=TensorProto.INT64),
+        helper.make_node("Mul", ["bad_i", "ten"], ["index"]),
+        helper.make_node("Gather", ["table", "index"], ["offset"], axis=0),
+        helper.make_node("Add", ["scores", "offset"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "flaky",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", in_dim])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", out])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+
+
 def make_simple_onnx(path: Path) -> None:
     """Triton's ``simple`` shape: INPUT0, INPUT1 ``(batch, 16) int32`` -> OUTPUT0 = sum, OUTPUT1 = difference."""
     graph = helper.make_graph(

@@ -98,9 +98,11 @@ def run_server(
     args: tuple[str, ...] = (),
     port: int | None = None,
     grpc: bool = False,
+    prefix: tuple[str, ...] = (),
 ) -> Iterator[ServerProcess]:
     """A ``modelport serve`` process on a free port with its own data dir; SIGTERM on exit. gRPC is off unless
-    ``grpc`` (then on another free port, ``ServerProcess.grpc_url``)."""
+    ``grpc`` (then on another free port, ``ServerProcess.grpc_url``). ``prefix`` runs it under another command
+    (``prlimit --nofile=...``)."""
     port = port or free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")},
@@ -116,7 +118,7 @@ def run_server(
     log_path = data_dir / f"server-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve", "--port", str(port), *args],
+            [*prefix, sys.executable, "-m", "service", "serve", "--port", str(port), *args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

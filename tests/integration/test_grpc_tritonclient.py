@@ -142,6 +142,8 @@ def test_infer_raw_through_tritonclient(client: grpcclient.InferenceServerClient
 
 
 def test_typed_contents_in_typed_contents_out(stub: Any) -> None:
+    _, call = stub.ModelInfer.with_call(_typed_request(), metadata=(("x-request-id", "client-chosen-1"),))
+    assert dict(call.initial_metadata())["x-request-id"] == "client-chosen-1"  # the caller's id is kept
     response = stub.ModelInfer(_typed_request())
     assert not response.raw_output_contents
     by_name = {o.name: o for o in response.outputs}
@@ -273,8 +275,10 @@ def test_routing_key_names_the_served_version(stub: Any) -> None:
     for key in (f"user-{i}" for i in range(24)):
         for _ in range(2):
             response, call = stub.ModelInfer.with_call(request, metadata=(("x-routing-key", key),))
-            header = dict(call.initial_metadata())["x-model-version"]
+            initial = dict(call.initial_metadata())
+            header = initial["x-model-version"]
             assert header == response.model_version
+            assert len(initial["x-request-id"]) == 25  # 'g' + 4 random bytes + a keyed hash: names the prediction
             assert seen.setdefault(key, header) == header  # same key, same arm
         meta, meta_call = stub.ModelMetadata.with_call(
             pb.ModelMetadataRequest(name="mlp"), metadata=(("x-routing-key", key),)

@@ -39,3 +39,23 @@ def test_supported_database_urls_pass(url: str) -> None:
         "sqlite+aiosqlite",
         "postgresql+asyncpg",
     )
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"max_body_bytes": 512 << 20, "max_inflight_body_bytes": 256 << 20}, "must be at least max_body_bytes"),
+        ({"max_header_bytes": 4096, "max_header_field_bytes": 8192}, "must not exceed max_header_bytes"),
+        ({"header_timeout_s": float("inf")}, "finite number"),
+        ({"body_idle_timeout_s": 0}, "greater than 0"),
+        ({"max_connections": 0}, "greater than or equal to 1"),
+    ],
+)
+def test_connection_limits_are_bounded_and_cross_checked(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        _settings(**values)
+
+
+def test_raising_the_body_cap_with_the_budget_passes() -> None:
+    settings = _settings(max_body_bytes=512 << 20, max_inflight_body_bytes=1 << 30)
+    assert settings.max_inflight_body_bytes == 1 << 30

@@ -7,18 +7,18 @@ from litestar.di import Provide
 from service.api.deps import (
     authorize,
     provide_admin,
+    provide_experiments,
     provide_operations,
     provide_reader,
     provide_registry,
     provide_services,
-    provide_stats,
 )
 
 ADMIN_DEPENDENCIES = {
     "registry": Provide(provide_registry, sync_to_thread=False),
     "services": Provide(provide_services, sync_to_thread=False),
     "operations": Provide(provide_operations, sync_to_thread=False),
-    "stats": Provide(provide_stats, sync_to_thread=False),
+    "experiments": Provide(provide_experiments, sync_to_thread=False),
     "admin": Provide(provide_admin),
     "reader": Provide(provide_reader),
 }

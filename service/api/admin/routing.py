@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import socket
+from typing import Annotated, Any
 
 from litestar import Controller, delete, get, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 
 from registry_db.records import Principal
 from registry_db.repository import Registry
 from service.api.admin._base import ADMIN_DEPENDENCIES, ADMIN_GUARDS
 from service.api.responses import errors
+from service.experiments.wiring import Experiments
 from service.management.operations import RoutingOperations
-from service.observability.ab import compare_arms
-from service.observability.stats import StatsBook
-from service.schemas.admin import AliasBody, AliasOut, SplitItem, StatsOut, TrafficBody, TrafficOut
+from service.schemas.admin import AliasBody, AliasOut, TrafficBody, TrafficOut
 
 __all__ = ("RoutingController",)
 
@@ -72,7 +71,8 @@ class RoutingController(Controller):
         data: JSONBody[TrafficBody],
     ) -> TrafficOut:
         splits = [(s.version, s.weight) for s in data.splits]
-        record = await operations.set_traffic(model_name, splits, actor=admin.name)
+        shadow = (data.shadow.version, data.shadow.percent) if data.shadow is not None else None
+        record = await operations.set_traffic(model_name, splits, actor=admin.name, shadow=shadow)
         return TrafficOut.of(record, model_name)
 
     @delete(
@@ -91,24 +91,33 @@ class RoutingController(Controller):
 
     @get(
         "/stats",
-        summary="Per-version requests, errors, latency percentiles, predictions; A/B comparison",
-        responses=errors(401, 403, 404, 503),
+        summary="Fleet-wide per-version figures, their timeline, and always-valid comparisons of the arms",
+        description=(
+            "Summed over every worker of every replica from the registry database (durable; current to within "
+            "MODELPORT_STATS_FLUSH_INTERVAL_S). `window` (seconds) bounds the period, `bucket` (seconds) the "
+            "timeline's resolution, `control` overrides the arm the others are compared with (default: "
+            "production when it is in the split, else the heaviest arm)."
+        ),
+        responses=errors(400, 401, 403, 404, 503),
     )
     async def stats(
         self,
         registry: NamedDependency[Registry],
-        stats: NamedDependency[StatsBook],
+        experiments: NamedDependency[Experiments],
         reader: NamedDependency[Principal],
         model_name: FromPath[str],
-    ) -> StatsOut:
+        window: FromQuery[Annotated[int, Parameter(ge=60, le=400 * 86400)]] = 86400,
+        bucket: FromQuery[Annotated[int, Parameter(ge=1, le=86400)]] = 60,
+        control: FromQuery[str | None] = None,
+    ) -> dict[str, Any]:
         await registry.catalog.get_model(model_name)
         traffic = await registry.routing.get_traffic(model_name)
-        versions = stats.for_model(model_name)
-        splits = [SplitItem(e.version, e.weight) for e in traffic.splits] if traffic else []
-        return StatsOut(
-            model_name=model_name,
-            replica=socket.gethostname(),
-            versions=versions,
-            traffic=splits,
-            comparison=compare_arms(versions, [s.version for s in splits]),
+        aliases = {a.alias: a.version for a in await registry.routing.list_aliases(model_name)}
+        return await experiments.fleet.report(
+            model_name,
+            window_s=window,
+            bucket_s=bucket,
+            traffic=traffic,
+            production=aliases.get("production"),
+            control=control,
         )

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
-from litestar import Controller, delete, get, post
+from litestar import Controller, Request, delete, get, post
 from litestar.datastructures import UploadFile
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, MultipartBody
 
 from registry_db.records import Principal
 from registry_db.repository import Registry
 from service.api.admin._base import ADMIN_DEPENDENCIES, ADMIN_GUARDS
+from service.api.admin.upload_form import read_upload
 from service.api.responses import errors
 from service.context import Services
 from service.management.manifest import parse_manifest
@@ -21,8 +22,6 @@ from service.management.registration import register_version
 from service.schemas.admin import VersionOut
 
 __all__ = ("VersionsController", "UploadForm")
-
-_CHUNK = 1 << 20
 
 
 @dataclass
@@ -34,9 +33,9 @@ class UploadForm:
     manifest: str
 
 
-async def _chunks(upload: UploadFile) -> AsyncIterator[bytes]:
-    while chunk := await upload.read(_CHUNK):
-        yield chunk
+def _declare_upload(data: MultipartBody[UploadForm]) -> None:  # noqa: ARG001  # pragma: no cover
+    """Documents the multipart body in OpenAPI; never resolved, so Litestar never parses the form."""
+    raise AssertionError("documentation-only dependency")
 
 
 class VersionsController(Controller):
@@ -50,23 +49,32 @@ class VersionsController(Controller):
         summary="Upload a version (multipart: artifact + manifest); loaded and smoke-tested before it commits",
         status_code=201,
         responses=errors(400, 401, 403, 409, 413, 422, 503),
-        request_max_body_size=None,
+        request_max_body_size=None,  # bounded while streaming: MAX_ARTIFACT_BYTES and MAX_MANIFEST_BYTES
+        dependencies={"documented_upload": Provide(_declare_upload, sync_to_thread=False)},
     )
     async def upload(
         self,
+        request: Request[Any, Any, Any],
         services: NamedDependency[Services],
         operations: NamedDependency[RoutingOperations],
         admin: NamedDependency[Principal],
         model_name: FromPath[str],
-        data: MultipartBody[UploadForm],
     ) -> VersionOut:
+        settings = services.settings
+        parts = await read_upload(
+            request.stream(),
+            request.headers.get("content-type", ""),
+            temp_dir=settings.resolved_artifact_dir / "tmp",
+            max_artifact_bytes=settings.max_artifact_bytes,
+            max_manifest_bytes=settings.max_manifest_bytes,
+        )
         try:
-            manifest = parse_manifest(data.manifest)
+            manifest = parse_manifest(parts.manifest)
             record = await register_version(
-                services, model_name, artifact=_chunks(data.artifact), manifest=manifest, principal=admin
+                services, model_name, artifact=parts.artifact, manifest=manifest, principal=admin
             )
         finally:
-            await data.artifact.close()
+            parts.artifact.unlink(missing_ok=True)
         await operations.registered()
         return VersionOut.of(record)
 

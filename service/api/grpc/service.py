@@ -4,8 +4,10 @@ No routing, validation or statistics here: inference is ``DataPlane.infer`` exac
 count gRPC calls under the routes ``grpc_infer`` and ``grpc_stream_infer``); readiness, metadata, configuration,
 statistics and the repository verbs come from :class:`~service.inference.repository.ModelRepository` and the
 data plane. Metadata in: ``x-routing-key`` (the routing rule's key), ``x-request-id`` (for logs; else one is
-made), ``authorization`` (repository load/unload need an admin key). Metadata out: ``x-model-version`` (initial
-metadata of unary calls that resolved a version, errors included). A stream's responses carry the version in
+made; it names the prediction for outcome feedback), ``authorization`` (repository load/unload need an admin key).
+Metadata out: ``x-model-version`` and ``x-request-id`` (initial metadata of inference calls that resolved a
+version, errors included; a stream's initial metadata carries its ``x-request-id``, request ``i`` being
+``<id>.<i>``). A stream's responses carry the version in
 ``model_version``; a failed request in a stream is answered by a response with ``error_message`` and the stream
 goes on.
 """
@@ -17,6 +19,7 @@ import itertools
 import os
 import re
 from collections.abc import AsyncIterator
+from hashlib import blake2b
 from typing import Any, NoReturn
 
 from google.protobuf.message import DecodeError
@@ -82,19 +85,22 @@ class InferenceService:
         self._repository = repository
         self._auth = auth
         self._default_timeout_s = queue_timeout_ms / 1000.0 if queue_timeout_ms > 0 else None
-        self._id_prefix = f"g{os.urandom(5).hex()}"
+        # as the HTTP edge: ids name predictions for outcome feedback, so a keyed hash of a counter, not guessable
+        self._id_prefix = f"g{os.urandom(4).hex()}"
+        self._id_key = os.urandom(16)
         self._ids = itertools.count(1)
         self._detached: set[asyncio.Task[Any]] = set()
         """Inference tasks a client stopped waiting for: they finish (and are observed) as on HTTP."""
 
     def metadata(self, context: Context) -> _Metadata:
-        return _Metadata(context, f"{self._id_prefix}{next(self._ids):08x}")
+        digest = blake2b(next(self._ids).to_bytes(8, "little"), key=self._id_key, digest_size=8).hexdigest()
+        return _Metadata(context, self._id_prefix + digest)
 
     async def fail(self, context: Context, exc: BaseException, request_id: str, version: str | None) -> NoReturn:
         """End the RPC with the status that mirrors ``exc``'s HTTP status."""
         code, message, trailing = grpc_error(exc, request_id)
         if version is not None:
-            await context.send_initial_metadata((("x-model-version", version),))
+            await context.send_initial_metadata((("x-model-version", version), ("x-request-id", request_id)))
         await context.abort(code, message, trailing)
         raise AssertionError("grpc.aio's abort always raises")
 
@@ -166,7 +172,9 @@ class InferenceService:
             response = await asyncio.shield(self._detach(self._infer(request, call, context)))
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status
             await self.fail(context, exc, meta.request_id, call.served_version)
-        await context.send_initial_metadata((("x-model-version", response.model_version),))
+        await context.send_initial_metadata(
+            (("x-model-version", response.model_version), ("x-request-id", call.request_id))
+        )
         return response
 
     async def _stream_one(self, raw: bytes, meta: _Metadata, index: int, context: Context) -> Any:
@@ -192,6 +200,7 @@ class InferenceService:
         out of order; clients match them by ``id``. Requests are read as raw bytes so that one that does not
         parse is answered with an ``error_message`` instead of ending the stream."""
         meta = self.metadata(context)
+        await context.send_initial_metadata((("x-request-id", meta.request_id),))  # request i is '<id>.<i>'
         slots = asyncio.Semaphore(_STREAM_INFLIGHT)
         writing = asyncio.Lock()
         pending: set[asyncio.Task[Any]] = set()

@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import service.cli.registry_cmds  # noqa: F401 - attaches the verbs to the group
+import service.cli.rollout_cmds  # noqa: F401
 from registry_db.migrate import head_revision, upgrade_async
 from registry_db.records import VersionRecord
 from registry_db.repository import Registry
@@ -383,3 +384,26 @@ def test_bad_setting_is_one_line_naming_the_variable(tmp_path: Path, monkeypatch
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 1 and "Traceback" not in result.output
         assert result.stderr.startswith("Error: invalid settings: MODELPORT_MAX_ARTIFACT_BYTES")
+
+
+def test_shadow_and_rollout_verbs(env: Env, tmp_path: Path) -> None:
+    for seed in range(3):
+        env.seed_servable("m", seed, tmp_path)
+    env.ok("promote", "m", "1")
+    assert env.ok("split", "m", "1=100", "--shadow", "3=25").stdout.strip() == "m: 1=100; shadow 3 at 25%"
+    assert env.call("routing.routing_snapshot").models["m"].shadow_version == "3"
+    assert "already in the split" in env.fails("split", "m", "1=100", "--shadow", "1=25")
+    assert "VERSION=PERCENT" in env.fails("split", "m", "1=100", "--shadow", "3", code=2)
+    env.ok("split", "m", "--clear")
+    started = json.loads(env.ok("rollout", "start", "m", "2", "--steps", "0,50,100", "--json").stdout)
+    assert (started["state"], started["control"], started["weight"]) == ("running", "1", 0)
+    assert env.call("routing.get_traffic", "m").shadow_version == "2"  # step 0: a shadow stage
+    assert "already has a running rollout" in env.fails("rollout", "start", "m", "3")
+    assert "must increase" in env.fails("rollout", "start", "m", "3", "--steps", "50,40")
+    listed = json.loads(env.ok("rollout", "status", "m", "--json").stdout)
+    assert [r["id"] for r in listed] == [started["id"]]
+    aborted = json.loads(env.ok("rollout", "abort", "m", str(started["id"]), "--json").stdout)
+    assert aborted["state"] == "aborted" and [d["action"] for d in aborted["decisions"]] == ["start", "abort"]
+    assert env.call("routing.get_traffic", "m") is None
+    assert "already ended" in env.fails("rollout", "abort", "m", str(started["id"]))
+    assert "no rollout 99" in env.fails("rollout", "status", "m", "99")

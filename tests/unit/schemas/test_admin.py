@@ -121,5 +121,5 @@ def test_openapi_carries_the_constraints(openapi: dict[str, Any]) -> None:
     assert split["version"]["examples"] == ["2"]  # shared field types do not repeat their examples per model
     assert schemas["AliasBody"]["properties"]["version"]["examples"] == ["2"]
     assert schemas["TrafficBody"]["properties"]["splits"]["items"] == {"$ref": "#/components/schemas/SplitBody"}
-    assert schemas["CreateKeyBody"]["properties"]["scopes"]["items"]["enum"] == ["admin", "read"]
+    assert schemas["CreateKeyBody"]["properties"]["scopes"]["items"]["enum"] == ["admin", "feedback", "read"]
     assert schemas["TrafficOut"]["properties"]["splits"]["items"] == {"$ref": "#/components/schemas/SplitItem"}

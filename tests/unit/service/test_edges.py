@@ -28,6 +28,7 @@ from service.app import create_app
 from service.asgi import ModelportASGI
 from service.context import Services
 from service.inference.dataplane import InferenceEvent
+from service.inference.routing import choose_version
 from service.management.manifest import VersionManifest
 from service.management.registration import register_version
 from service.settings import Settings
@@ -199,8 +200,8 @@ async def test_every_call_reaches_the_observers_once(app: ModelportASGI) -> None
     assert (bad.status, bad.call.served_version, bad.result) == (400, None, None)
     assert (unknown.status, unknown.call.served_version) == (404, None)
     assert v1.call.protocol == "v1_predict" and v1.result is not None and v1.result.postprocessed is not None
-    stats = app.runtime.stats.for_model("solo")
-    assert stats["1"]["requests"] == 2 and stats["1"]["errors"] == 0
+    stats = app.runtime.experiments.stats.totals("solo")
+    assert stats["1"].requests == 2 and stats["1"].errors == 0
 
 
 async def test_stats_count_only_what_the_version_did(app: ModelportASGI) -> None:
@@ -215,10 +216,10 @@ async def test_stats_count_only_what_the_version_did(app: ModelportASGI) -> None
     busy = InferCall("solo", "1", "v2_infer", "busy-1", ())
     busy.served_version = "1"
     app.runtime.dataplane.reject(busy, Overloaded("queue full"))
-    figures = app.runtime.stats.for_model("solo")["1"]
+    figures = app.runtime.experiments.stats.totals("solo")["1"].summary()
     assert (figures["requests"], figures["errors"], figures["error_rate"]) == (1, 0, 0.0)
     assert (figures["client_errors"], figures["rejected"]) == (1, 1)
-    assert figures["latency_ms"]["window"] == 1
+    assert figures["latency_ms"]["count"] == 1
 
 
 async def test_readiness_and_unknown_names(app: ModelportASGI) -> None:
@@ -353,3 +354,48 @@ async def test_a_model_that_parses_numeric_strings_registers_and_serves(app: Mod
         )
     assert reply.status_code == 200, reply.text
     assert reply.json()["outputs"][0]["data"] == [1, 22, -3]
+
+
+async def _raw_infer(app: ModelportASGI, path: str, extra: list[tuple[bytes, bytes]] | None = None) -> tuple[int, int]:
+    """POST an infer body through the ASGI app: the status, and how many body chunks the app received."""
+    body = json.dumps(_json_request(X)).encode()
+    chunks_read = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal chunks_read
+        chunks_read += 1
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    headers = [(b"host", b"127.0.0.1"), (b"content-length", str(len(body)).encode()), *(extra or [])]
+    scope = {"type": "http", "method": "POST", "path": path, "headers": headers, "query_string": b""}
+    await app(scope, receive, send)  # type: ignore[arg-type]
+    return sent[0]["status"], chunks_read
+
+
+async def test_a_full_queue_is_refused_before_the_body_is_read(app: ModelportASGI) -> None:
+    """Issue 12 item 6: with the target's queue full the 503 comes from the headers alone, counted as rejected."""
+    pool = app.runtime.pool
+    for model, version in (("solo", "1"), ("m", "1")):
+        served = pool.get_loaded(model, version)
+        assert served is not None
+        served.batcher._max_queue = 0  # every submit would be refused: the queue is "full"
+    assert await _raw_infer(app, "/v2/models/solo/infer") == (503, 0)
+    assert await _raw_infer(app, "/v1/models/solo/versions/1/predict") == (503, 0)
+    assert app.runtime.experiments.stats.totals("solo")["1"].rejected == 2
+    # a split with one arm full: an unkeyed call may land on the other, so it is let through to the batcher
+    status, chunks = await _raw_infer(app, "/v2/models/m/infer")
+    assert chunks == 1 and status in (200, 503)
+    key = next(k for k in map(str, range(1000)) if choose_version(_routing(app, "m"), k, model="m") == "1")
+    assert await _raw_infer(app, "/v2/models/m/infer", [(b"x-routing-key", key.encode())]) == (503, 0)
+    assert (await _raw_infer(app, "/v2/models/m/versions/2/infer"))[0] == 200
+
+
+def _routing(app: ModelportASGI, model: str) -> Any:
+    routing = app.runtime.routing.model_routing(model)
+    assert routing is not None
+    return routing

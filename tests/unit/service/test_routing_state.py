@@ -10,7 +10,8 @@ import pytest
 from registry_db.errors import DatabaseUnavailable
 from registry_db.errors import NotFound as RegistryNotFound
 from registry_db.records import ModelRouting, RoutingSnapshot, SplitEntry, VersionRecord
-from service.errors import NotFound
+from service.errors import EngineUnavailable, NotFound
+from service.inference.dataplane import DataPlane
 from service.inference.engine_pool import EnginePool
 from service.inference.routing_state import RoutingState
 from service.observability.metrics import Metrics
@@ -148,4 +149,27 @@ async def test_unknown_names_do_not_wait_on_a_registry_known_to_be_down(
     with pytest.raises(NotFound, match="Request for unknown model: 'm' version 7 is not found"):
         await state.resolve("m", "7", None)
     assert registry.calls == calls_before  # answered from the snapshot, no trip to the database
+    await pool.close()
+
+
+async def test_readiness_is_refused_while_a_model_is_held_back_and_recovers_on_retry(
+    parts: tuple[FakeRegistry, CountingLoader, EnginePool, RoutingState], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12 item 8: a replica serving a routing the registry no longer sets is not ready (503), so traffic
+    goes to replicas that serve the routed version; the held-back target is retried without a new generation."""
+    registry, loader, pool, state = parts
+    dataplane = DataPlane(routing=state, pool=pool, plugins=PluginRegistry(autoload=False))
+    dataplane.ready = True
+    await state.refresh(force=True)
+    assert dataplane.server_ready()["ready"] is True
+    registry.publish(_routing("3"))  # version 3 cannot load: m stays on 1
+    assert await state.refresh()
+    with pytest.raises(EngineUnavailable, match="cannot serve the routing the registry sets for 'm': .*corrupt"):
+        dataplane.server_ready()
+    assert not await state.refresh()  # within the retry interval: no reload attempt
+    loader.fail.clear()  # the blob is repaired
+    monkeypatch.setattr("service.inference.routing_state.HELD_BACK_RETRY_S", 0.0)
+    assert await state.refresh()  # same generation, retried because m was held back
+    assert state.held_back == {} and dataplane.server_ready()["ready"] is True
+    assert (await state.resolve("m", None, None)).version == "3"
     await pool.close()

@@ -1,0 +1,1 @@
+"""Experiments: outcome feedback, fleet-wide statistics, always-valid comparisons, shadow traffic, rollouts."""
