@@ -392,6 +392,10 @@ def test_every_worker_serves_grpc_on_the_same_port(tmp_path: Path) -> None:
         server.register_onnx("simple", tmp_path / "simple.onnx")
         with server.admin() as admin:
             assert admin.put("/admin/models/simple/aliases/production", json={"version": "1"}).status_code == 200
+        deadline = time.monotonic() + 60
+        while server.logs().count('"grpc_serving"') < 2:  # HTTP readiness needs one worker; wait for both
+            assert time.monotonic() < deadline, "both workers should bind the gRPC port"
+            time.sleep(0.2)
         for _ in range(8):  # new connections: the kernel spreads them over both workers (SO_REUSEPORT)
             triton = grpcclient.InferenceServerClient(server.grpc_url)
             try:
@@ -402,5 +406,4 @@ def test_every_worker_serves_grpc_on_the_same_port(tmp_path: Path) -> None:
                 np.testing.assert_array_equal(triton.infer("simple", _simple_inputs(A, B)).as_numpy("OUTPUT0"), A + B)
             finally:
                 triton.close()
-        assert server.logs().count('"grpc_serving"') == 2
         assert server.stop() == 0  # both workers drained
