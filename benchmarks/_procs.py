@@ -176,6 +176,8 @@ class ManagedServer:
     process: subprocess.Popen[bytes]
     log_path: Path
     peak_rss_kb: int = 0
+    grpc_port: int = 0
+    """The server's gRPC port, when it serves gRPC (0: none)."""
 
     def sample_peak(self) -> int:
         """Refresh and return the peak RSS (KiB) seen for this server's tree so far."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import importlib.metadata
 import importlib.util
@@ -41,6 +42,7 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks._procs import Interference, ManagedServer, ProcessRegistry, free_port, wait_quiet  # noqa: E402
+from benchmarks.grpcload import check_grpc, grpc_errors, run_h2load  # noqa: E402
 from benchmarks.loadgen import LoadGenerator, LoadStats  # noqa: E402
 from benchmarks.profile_summary import format_profile, summarise_raw  # noqa: E402
 from benchmarks.report import Row, config_name, format_summary, format_table, summarise  # noqa: E402
@@ -162,6 +164,7 @@ def start_modelport(
         "MODELPORT_ADMIN_TOKEN": ADMIN_TOKEN,
         "MODELPORT_INTRA_OP_THREADS": "1",
         "MODELPORT_DRAIN_TIMEOUT_S": "2",
+        "MODELPORT_GRPC_PORT": str(free_port()),
         **(extra_env or {}),
         **cfg.modelport_env,
     }
@@ -169,6 +172,7 @@ def start_modelport(
     if server_kind != "uvicorn":
         argv += ["--server", server_kind]
     server = procs.start(name, argv, port=port, env=env, log_dir=cfg.workdir, cwd=ROOT, cpu=SERVER_CPU)
+    server.grpc_port = int(env["MODELPORT_GRPC_PORT"])
     server.wait_ready("/v2/health/ready", timeout=180.0)
     return server
 
@@ -233,10 +237,14 @@ def measure(
     after_row: Callable[[int], None] | None = None,
 ) -> None:
     """Sanity-check, then warm up and measure ``workload`` at each concurrency; one row each."""
+    grpc_target = f"127.0.0.1:{server.grpc_port}" if workload.route == "grpc" else ""
     url = workload.url(server.base_url, model)
     base: Row = {"server": label, "route": workload.route, "model": workload.model}
     try:
-        check_request(url, workload)
+        if grpc_target:
+            check_grpc(grpc_target, workload.body_file)
+        else:
+            check_request(url, workload)
     except Exception as exc:  # noqa: BLE001 - recorded as a failed row, the run goes on
         for c in concurrencies:
             results.rows.append({**base, "concurrency": c, "error": str(exc).splitlines()[0]})
@@ -252,10 +260,16 @@ def measure(
             elif waited > 2:
                 _log(f"  (waited {waited:.0f} s for other work on the machine to finish)")
         try:
-            if cfg.warmup > 0:
-                cfg.loadgen.run(url, workload.body_file, workload.headers, c, cfg.warmup, ROOT)
-            with Interference(SERVER_CPU, server.process.pid) as probe:
-                stats = cfg.loadgen.run(url, workload.body_file, workload.headers, c, cfg.duration, ROOT)
+            if grpc_target:
+                if cfg.warmup > 0:
+                    run_h2load(grpc_target, workload.body_file, c, cfg.warmup, cpu=LOAD_CPU)
+                with Interference(SERVER_CPU, server.process.pid) as probe:
+                    stats = _grpc_load(cfg, server, grpc_target, workload, c)
+            else:
+                if cfg.warmup > 0:
+                    cfg.loadgen.run(url, workload.body_file, workload.headers, c, cfg.warmup, ROOT)
+                with Interference(SERVER_CPU, server.process.pid) as probe:
+                    stats = cfg.loadgen.run(url, workload.body_file, workload.headers, c, cfg.duration, ROOT)
         except Exception as exc:  # noqa: BLE001
             results.rows.append({**base, "concurrency": c, "error": str(exc).splitlines()[0]})
             results.failures.append({"config": f"{config_name(base)} c={c}", "error": str(exc)})
@@ -275,6 +289,14 @@ def measure(
         if after_row is not None:
             after_row(c)
         time.sleep(0.3)
+
+
+def _grpc_load(cfg: RunConfig, server: ManagedServer, target: str, workload: Workload, c: int) -> LoadStats:
+    """h2load's run, with the calls the server answered with a non-OK status (invisible to h2load) as errors."""
+    before = grpc_errors(server.base_url)
+    stats = run_h2load(target, workload.body_file, c, cfg.duration, cpu=LOAD_CPU)
+    refused = grpc_errors(server.base_url) - before
+    return dataclasses.replace(stats, requests=stats.requests - refused, errors_status=stats.errors_status + refused)
 
 
 def _row(base: Row, c: int, stats: LoadStats, server: ManagedServer) -> Row:
@@ -367,7 +389,8 @@ def run_modelport(
                 register_onnx(server, IMAGE_MODEL, work.image_onnx)
             wait_model_ready(server, MODEL)
             if mlp:
-                for workload in (work.mlp_v2_json, work.mlp_v2_binary, work.mlp_v1):
+                grpc = (work.mlp_grpc,) if server_kind == "uvicorn" else ()  # granian: HTTP only
+                for workload in (work.mlp_v2_json, work.mlp_v2_binary, work.mlp_v1, *grpc):
                     profile_hook = None
                     if cfg.profile and workload is work.mlp_v2_json and server_kind == "uvicorn":
                         profile_hook = _profile_hook(results, cfg, server, workload)
@@ -840,7 +863,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _install_signal_handlers()
     procs = ProcessRegistry()
     results = Results()
-    work = build_workloads(workdir)
+    work = build_workloads(workdir, grpc_model=MODEL)
     try:
         if "ceiling" in suites:
             run_ceiling(results, cfg, procs, work)

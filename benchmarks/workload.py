@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.grpcload import GRPC_PATH, grpc_infer_body
 from tests.helpers.onnx_models import make_image_onnx, make_mlp_onnx
 
 __all__ = (
@@ -55,6 +56,8 @@ class Workloads:
     mlp_v1: Workload
     image_v2_json: Workload
     image_v2_binary: Workload
+    mlp_grpc: Workload
+    """gRPC ModelInfer (raw input contents) for the model named at build time, driven by h2load."""
 
     def body_sizes(self) -> dict[str, int]:
         items = (self.mlp_v2_json, self.mlp_v2_binary, self.mlp_v1, self.image_v2_json, self.image_v2_binary)
@@ -98,7 +101,7 @@ def write_mlp(path: Path, *, hidden: int = 256, seed: int = 0) -> Path:
     return path
 
 
-def build_workloads(workdir: Path, *, seed: int = 0) -> Workloads:
+def build_workloads(workdir: Path, *, seed: int = 0, grpc_model: str = "bench") -> Workloads:
     """Write both ONNX models and every request body under ``workdir``."""
     workdir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -140,5 +143,8 @@ def build_workloads(workdir: Path, *, seed: int = 0) -> Workloads:
             infer,
             write("image-v2.bin", img_bin),
             ("Content-Type: application/octet-stream", f"Inference-Header-Content-Length: {img_head}"),
+        ),
+        mlp_grpc=Workload(
+            "grpc", "mlp", GRPC_PATH, write("mlp-grpc.bin", grpc_infer_body(grpc_model, MLP_INPUT, x)), ()
         ),
     )

@@ -14,6 +14,7 @@ from litestar.openapi.spec import Components, SecurityScheme, Tag
 from service import __version__
 from service.api.admin import ADMIN_CONTROLLERS
 from service.api.feedback import FeedbackController
+from service.api.grpc import GrpcServer
 from service.api.inference_http import InferenceHTTP
 from service.api.metrics import metrics
 from service.api.v1_predict import V1Controller
@@ -76,12 +77,16 @@ def create_app(settings: Settings | None = None, *, plugins: PluginRegistry | No
         admission=Admission(runtime.routing, runtime.pool),
     )
 
+    grpc_server = GrpcServer(runtime)  # MODELPORT_GRPC_PORT; each worker serves it beside HTTP
+
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await runtime.start()
         try:
+            await grpc_server.start()
             yield
         finally:
+            await grpc_server.stop(settings.drain_timeout_s)
             await runtime.stop()
 
     app = Litestar(

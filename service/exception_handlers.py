@@ -15,24 +15,34 @@ from litestar.exceptions import HTTPException
 
 from service.errors import ModelportError, status_of
 
-__all__ = ("error_reply", "exception_handlers")
+__all__ = ("error_reply", "exception_handlers", "public_error", "retry_after_s")
 
 _log = structlog.get_logger(__name__)
 
 _encoder = msgspec.json.Encoder()
 
 
+def public_error(exc: BaseException, request_id: str | None = None) -> tuple[int, str]:
+    """The status of an exception and the message a client may see; our own faults are logged with their
+    traceback and answered without internals. Every protocol edge (HTTP here, gRPC) words errors through this."""
+    status = status_of(exc)
+    if isinstance(exc, ModelportError) and status != 500:
+        return status, exc.message
+    _log.error("internal_error", request_id=request_id, error_type=type(exc).__name__, exc_info=exc)
+    return status, f"internal server error (request id {request_id or 'unknown'})"
+
+
+def retry_after_s(exc: BaseException) -> int:
+    """Seconds a refused client should wait (503s)."""
+    return getattr(exc, "retry_after_s", None) or 1
+
+
 def error_reply(exc: BaseException, request_id: str | None = None) -> tuple[int, bytes, dict[str, str]]:
     """Status, JSON body and extra headers for an exception raised while handling a request."""
-    status = status_of(exc)
+    status, message = public_error(exc, request_id)
     headers: dict[str, str] = {}
-    if isinstance(exc, ModelportError) and status != 500:
-        message = exc.message
-    else:
-        _log.error("internal_error", request_id=request_id, error_type=type(exc).__name__, exc_info=exc)
-        message = f"internal server error (request id {request_id or 'unknown'})"
     if status == 503:
-        headers["Retry-After"] = str(getattr(exc, "retry_after_s", None) or 1)
+        headers["Retry-After"] = str(retry_after_s(exc))
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="modelport"'
     return status, _encoder.encode({"error": message}), headers

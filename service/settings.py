@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     """Bind address. Loopback by default; any other address requires ``admin_token`` or stored keys."""
     port: int = Field(default=8000, ge=0, le=65535)
     """Bind port."""
+    grpc_port: int = Field(default=8001, ge=0, le=65535)
+    """gRPC port (Triton's ``inference.GRPCInferenceService``) on the same host as HTTP; 0 = no gRPC server."""
     workers: int = Field(default=1, ge=1, le=64)
     """Server worker processes. Each keeps its own engines; registry changes reach all of them."""
     server: Literal["uvicorn", "granian"] = "uvicorn"

@@ -23,6 +23,9 @@ from registry_db.session import create_engine
 from registry_db.store import ArtifactStore
 from service.settings import Settings
 
+# In-process apps never bind the default gRPC port (8001): parallel runs and a real server on this machine would
+# collide. Tests of the gRPC edge give their server a free port (tests/helpers/server.py: run_server(grpc=True)).
+os.environ.setdefault("MODELPORT_GRPC_PORT", "0")
 # structlog's default console renderer draws rich tracebacks with every frame's locals: seconds per logged
 # exception in tests that provoke backend failures on purpose. Same output otherwise, plain tracebacks.
 structlog.configure(

@@ -99,16 +99,19 @@ def _run_granian(settings: Settings) -> None:
 @cli.command()
 @click.option("--host", default=None, help="Bind address (default 127.0.0.1; others need MODELPORT_ADMIN_TOKEN).")
 @click.option("--port", type=int, default=None, help="Bind port (default 8000).")
+@click.option("--grpc-port", type=int, default=None, help="gRPC port (default 8001; 0 = no gRPC server).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default 1).")
 @click.option("--server", type=click.Choice(["uvicorn", "granian"]), default=None, help="ASGI server.")
 @click.option(
     "--demo", is_flag=True, help="Run the installed demo first (the zoo's 'digits'), if its models are absent."
 )
-def serve(host: str | None, port: int | None, workers: int | None, server: str | None, demo: bool) -> None:
-    """Serve the registry's models over HTTP (V2 inference, predict, admin, /schema, /metrics)."""
+def serve(
+    host: str | None, port: int | None, grpc_port: int | None, workers: int | None, server: str | None, demo: bool
+) -> None:
+    """Serve the registry's models over HTTP (V2 inference, predict, admin, /schema, /metrics) and gRPC."""
     from service.security.exposure import ExposureError, check_exposure
 
-    settings = _apply_overrides(host=host, port=port, workers=workers, server=server)
+    settings = _apply_overrides(host=host, port=port, grpc_port=grpc_port, workers=workers, server=server)
     from service.observability.logging import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)  # the server's logs, from the first line
@@ -119,7 +122,8 @@ def serve(host: str | None, port: int | None, workers: int | None, server: str |
     if demo:
         asyncio.run(_ensure_demo(settings))
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    click.echo(f"modelport serving on http://{settings.host}:{settings.port} (docs at /schema)", err=True)
+    grpc_note = f", gRPC on port {settings.grpc_port}" if settings.grpc_port else ""
+    click.echo(f"modelport serving on http://{settings.host}:{settings.port} (docs at /schema){grpc_note}", err=True)
     if settings.server == "granian":
         _run_granian(settings)
     else:

@@ -45,6 +45,7 @@ from service.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from service.inference.parameters import refuse_sequence_controls
 from service.plugins.contract import NUMPY_TO_V2, V2_TO_NUMPY, TensorSpec
 from service.schemas.v2 import (
     InferOutput,
@@ -56,9 +57,14 @@ from service.schemas.v2 import (
 )
 
 __all__ = (
+    "MAX_REQUEST_ID",
     "DecodedInferRequest",
     "DecodedTensor",
     "OutputRequest",
+    "PreparedOutput",
+    "bytes_element",
+    "checked_shape",
+    "prepare_outputs",
     "decode_binary_tensor",
     "decode_infer_request",
     "decompress_body",
@@ -301,8 +307,7 @@ def _decoded(
         if dtype is None:
             raise InvalidInput(f"input '{name}': unknown datatype '{datatype[:32]}' (expected one of {_DATATYPES})")
         shape = tuple(wire_input.shape)
-        if math.prod(dim for dim in shape if dim) > _MAX_DIM:  # a 0 dim does not make a huge shape valid
-            raise InvalidInput(f"input '{name}': shape {list(shape)} is too large")
+        _check_size(name, shape)
         params = wire_input.parameters
         binary_size = None
         if params is not None:
@@ -368,6 +373,14 @@ def _decoded(
                 )
             outputs.append(OutputRequest(wire_output.name, oparams.binary_data, oparams.classification or 0))
     parameters = wire.parameters
+    if parameters is not None and (parameters.sequence_id or parameters.sequence_start or parameters.sequence_end):
+        refuse_sequence_controls(
+            {
+                "sequence_id": parameters.sequence_id,
+                "sequence_start": parameters.sequence_start,
+                "sequence_end": parameters.sequence_end,
+            }
+        )
     return DecodedInferRequest(
         id=wire.id,
         inputs=inputs,
@@ -376,6 +389,23 @@ def _decoded(
         timeout_us=parameters.timeout if parameters is not None else None,
         parameters=parameters,
     )
+
+
+def checked_shape(name: str, dims: Sequence[int]) -> tuple[int, ...]:
+    """An input shape from a wire that carries plain integers (gRPC): the rules JSON bodies get from the decoder
+    (rank at most 32, each dim 0..2^40) and the size bound, each refusal naming the input."""
+    shape = tuple(int(dim) for dim in dims)
+    if len(shape) > _MAX_RANK:
+        raise InvalidInput(f"input '{name}': shape has {len(shape)} dimensions, at most {_MAX_RANK} are allowed")
+    if any(dim < 0 or dim > _MAX_DIM for dim in shape):
+        raise InvalidInput(f"input '{name}': shape {list(shape)} must hold dimensions from 0 to {_MAX_DIM}")
+    _check_size(name, shape)
+    return shape
+
+
+def _check_size(name: str, shape: tuple[int, ...]) -> None:
+    if math.prod(dim for dim in shape if dim) > _MAX_DIM:  # a 0 dim does not make a huge shape valid
+        raise InvalidInput(f"input '{name}': shape {list(shape)} is too large")
 
 
 def _explain_malformed(
@@ -458,22 +488,29 @@ def _bytes_values(text: bytes, nested: bool, name: str) -> list[bytes]:
 
 
 def decode_binary_tensor(
-    body: bytes | memoryview, offset: int, size: int, datatype: str, shape: tuple[int, ...], *, name: str = "tensor"
+    body: bytes | memoryview,
+    offset: int,
+    size: int,
+    datatype: str,
+    shape: tuple[int, ...],
+    *,
+    name: str = "tensor",
+    size_source: str = "binary_data_size",
 ) -> np.ndarray:
     """One tensor of the binary extension: ``size`` bytes of ``body`` at ``offset`` as an array of ``shape``.
 
     Numeric datatypes are little-endian views of ``body`` (zero-copy; copied only when unaligned or on a
-    big-endian host). BOOL bytes must be 0 or 1. BYTES is a sequence of (uint32 LE length, bytes).
+    big-endian host). BOOL bytes must be 0 or 1. BYTES is a sequence of (uint32 LE length, bytes). gRPC's
+    ``raw_input_contents`` use the same layout; ``size_source`` names where ``size`` came from in messages.
     """
     count = math.prod(shape)
     if datatype == "BYTES":
-        return _decode_bytes(body, offset, size, count, name).reshape(shape)
+        return _decode_bytes(body, offset, size, count, name, size_source).reshape(shape)
     dtype = _LE_DTYPES[datatype]
     expected = count * dtype.itemsize
     if size != expected:
         raise InvalidInput(
-            f"input '{name}': shape {list(shape)} of {datatype} needs {expected} bytes, "
-            f"binary_data_size says {size}"
+            f"input '{name}': shape {list(shape)} of {datatype} needs {expected} bytes, {size_source} says {size}"
         )
     if datatype == "BOOL":
         raw = np.frombuffer(body, dtype=np.uint8, count=count, offset=offset)
@@ -488,17 +525,19 @@ def decode_binary_tensor(
     return array.reshape(shape)
 
 
-def _decode_bytes(body: bytes | memoryview, offset: int, size: int, count: int, name: str) -> np.ndarray:
+def _decode_bytes(
+    body: bytes | memoryview, offset: int, size: int, count: int, name: str, size_source: str
+) -> np.ndarray:
     view = memoryview(body)[offset : offset + size]
     if count * 4 > size:
         raise InvalidInput(
-            f"input '{name}': {count} BYTES elements need at least {count * 4} bytes, binary_data_size says {size}"
+            f"input '{name}': {count} BYTES elements need at least {count * 4} bytes, {size_source} says {size}"
         )
     array = np.empty(count, dtype=object)
     pos = 0
     for index in range(count):
         if pos + 4 > size:
-            raise InvalidInput(f"input '{name}': BYTES element {index} is cut off (binary_data_size {size})")
+            raise InvalidInput(f"input '{name}': BYTES element {index} is cut off ({size_source} {size})")
         (length,) = _U32.unpack_from(view, pos)
         pos += 4
         if pos + length > size:
@@ -509,7 +548,7 @@ def _decode_bytes(body: bytes | memoryview, offset: int, size: int, count: int, 
         pos += length
     if pos != size:
         raise InvalidInput(
-            f"input '{name}': {size - pos} bytes left over after {count} BYTES elements (binary_data_size {size})"
+            f"input '{name}': {size - pos} bytes left over after {count} BYTES elements ({size_source} {size})"
         )
     return array
 
@@ -538,21 +577,9 @@ def encode_infer_response(
     Returns:
         the body, and the length of its JSON header when any output is binary (None: plain JSON).
     """
-    if requested_outputs:  # the data plane refused unknown names before inference
-        selection = [(entry.name, entry.binary_data, entry.classification) for entry in requested_outputs]
-    else:
-        names = [spec.name for spec in output_specs if spec.name in outputs]
-        if len(names) != len(outputs):
-            names.extend(name for name in outputs if name not in names)
-        selection = [(name, None, 0) for name in names]
-
     encoded: list[InferOutput] = []
     buffers: list[Any] = []
-    for name, binary, classes in selection:
-        array = np.asarray(outputs[name])
-        if classes:
-            array = _classify(array, classes)
-        datatype = _datatype_of(array, name)
+    for name, datatype, array, binary in prepare_outputs(outputs, output_specs, requested_outputs):
         if binary_data_output if binary is None else binary:
             payload = encode_binary_tensor(array, datatype)
             encoded.append(InferOutput(name, datatype, list(array.shape), OutputParameters(len(payload))))
@@ -563,6 +590,38 @@ def encode_infer_response(
     if not buffers:
         return header, None
     return b"".join([header, *buffers]), len(header)
+
+
+class PreparedOutput(NamedTuple):
+    """One output ready for a wire: classified if asked, with its V2 datatype; ``binary`` as requested."""
+
+    name: str
+    datatype: str
+    array: np.ndarray
+    binary: bool | None
+
+
+def prepare_outputs(
+    outputs: Mapping[str, np.ndarray],
+    output_specs: Sequence[TensorSpec],
+    requested_outputs: Sequence[OutputRequest] | None,
+) -> list[PreparedOutput]:
+    """The outputs to answer with, in wire order: the requested ones in request order, else all in signature
+    order; the classification extension applied. Shared by the HTTP and gRPC encoders."""
+    if requested_outputs:  # the data plane refused unknown names before inference
+        selection = [(entry.name, entry.binary_data, entry.classification) for entry in requested_outputs]
+    else:
+        names = [spec.name for spec in output_specs if spec.name in outputs]
+        if len(names) != len(outputs):
+            names.extend(name for name in outputs if name not in names)
+        selection = [(name, None, 0) for name in names]
+    prepared: list[PreparedOutput] = []
+    for name, binary, classes in selection:
+        array = np.asarray(outputs[name])
+        if classes:
+            array = _classify(array, classes)
+        prepared.append(PreparedOutput(name, _datatype_of(array, name), array, binary))
+    return prepared
 
 
 def _datatype_of(array: np.ndarray, name: str) -> str:
@@ -583,7 +642,7 @@ def encode_binary_tensor(array: np.ndarray, datatype: str) -> bytes | memoryview
     if datatype == "BYTES":
         parts: list[bytes] = []
         for item in array.reshape(-1):
-            data = _as_bytes(item)
+            data = bytes_element(item)
             parts.append(_U32.pack(len(data)))
             parts.append(data)
         return b"".join(parts)
@@ -591,7 +650,8 @@ def encode_binary_tensor(array: np.ndarray, datatype: str) -> bytes | memoryview
     return memoryview(contiguous.reshape(-1)).cast("B")  # type: ignore[arg-type]
 
 
-def _as_bytes(item: Any) -> bytes:
+def bytes_element(item: Any) -> bytes:
+    """One BYTES element as the bytes a wire carries (str as UTF-8; numpy bytes as is)."""
     if isinstance(item, bytes):
         return item
     if isinstance(item, np.bytes_):

@@ -89,6 +89,9 @@ class EnginePool:
     def is_loaded(self, model: str, version: str) -> bool:
         return (model, version) in self._served
 
+    def is_loading(self, model: str, version: str) -> bool:
+        return (model, version) in self._loading
+
     def failure(self, model: str, version: str) -> str | None:
         """The last load error of a version, if its most recent load failed."""
         failed = self._failures.get((model, version))

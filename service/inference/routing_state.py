@@ -24,7 +24,7 @@ from service.inference.engine_pool import EnginePool
 from service.inference.routing import choose_version, describe_version
 from service.observability.metrics import Metrics
 
-__all__ = ("RoutingState",)
+__all__ = ("RoutingState", "unknown_model")
 
 _log = structlog.get_logger(__name__)
 _MISS_REFRESH_INTERVAL_S = 0.25
@@ -38,6 +38,17 @@ def held_back_message(held_back: dict[str, str]) -> str:
     shown = "; ".join(f"'{name}': {reason[:200]}" for name, reason in sorted(held_back.items())[:5])
     more = f" and {len(held_back) - 5} more" if len(held_back) > 5 else ""
     return f"not ready: this replica cannot serve the routing the registry sets for {shown}{more}"
+
+
+def unknown_model(model: str, version: str | None = None, *, active: tuple[str, ...] | None = None) -> str:
+    """The message for a model or version that cannot serve, worded as Triton's begin (clients and Triton's own
+    examples match on ``Request for unknown model``), our detail after it."""
+    if version is None:
+        return f"Request for unknown model: '{model}' is not found"
+    message = f"Request for unknown model: '{model}' version {version} is not found"
+    if active is not None:
+        message += f" (active versions: {', '.join(active) or 'none'})"
+    return message
 
 
 def routed_versions(routing: ModelRouting) -> set[str]:
@@ -158,7 +169,7 @@ class RoutingState:
             try:
                 record = await self._registry.catalog.get_version(model, version)
             except RegistryNotFound:
-                raise NotFound(f"model '{model}' has no version '{version}'") from None
+                raise NotFound(unknown_model(model, version)) from None
             except DatabaseUnavailable as exc:
                 raise RegistryUnavailable(f"registry unavailable: {exc}") from None
             self._records[key] = record
@@ -176,7 +187,7 @@ class RoutingState:
             await self.refresh()
             routing = self._snapshot.models.get(model)
         if routing is None:
-            raise NotFound(f"unknown model '{model}'")
+            raise NotFound(unknown_model(model))
         return routing
 
     async def resolve(
@@ -190,8 +201,8 @@ class RoutingState:
             chosen = rule(routing, routing_key, model=model)
             if chosen is None:
                 raise NotFound(
-                    f"model '{model}' has no traffic split and no 'production' alias: "
-                    "call a specific version or promote one"
+                    f"Request for unknown model: '{model}' has no available versions: it has no traffic split "
+                    "and no 'production' alias: call a specific version or promote one"
                 )
             version = chosen
         elif version not in routing.active_versions:
@@ -199,8 +210,12 @@ class RoutingState:
                 await self.refresh()
                 routing = self._snapshot.models.get(model, routing)
             if version not in routing.active_versions:
-                raise NotFound(f"model '{model}' has no active version '{version}'")
+                raise NotFound(unknown_model(model, version, active=routing.active_versions))
         return await self._record(model, version)
+
+    async def known_routing(self, model: str) -> ModelRouting:
+        """The model's routing record, looking again on a miss as inference does; NotFound when unknown."""
+        return await self._routing(model)
 
     def model_routing(self, model: str) -> ModelRouting | None:
         """The model's routing record in the current snapshot (None: unknown to this worker right now)."""

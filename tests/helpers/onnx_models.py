@@ -114,3 +114,33 @@ def make_flaky_onnx(path: Path, *, in_dim: int = 4, out: int = 3, fail_above: fl
     model.ir_version = 8
     onnx.checker.check_model(model)
     path.write_bytes(model.SerializeToString())
+
+
+def make_simple_onnx(path: Path) -> None:
+    """Triton's ``simple`` shape: INPUT0, INPUT1 ``(batch, 16) int32`` -> OUTPUT0 = sum, OUTPUT1 = difference."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["INPUT0", "INPUT1"], ["OUTPUT0"]),
+            helper.make_node("Sub", ["INPUT0", "INPUT1"], ["OUTPUT1"]),
+        ],
+        "simple",
+        [helper.make_tensor_value_info(name, TensorProto.INT32, ["batch", 16]) for name in ("INPUT0", "INPUT1")],
+        [helper.make_tensor_value_info(name, TensorProto.INT32, ["batch", 16]) for name in ("OUTPUT0", "OUTPUT1")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+
+
+def make_string_echo_onnx(path: Path) -> None:
+    """TEXT ``(batch, n) BYTES`` -> ECHO, the same strings (Identity): BYTES round trips."""
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["TEXT"], ["ECHO"])],
+        "echo",
+        [helper.make_tensor_value_info("TEXT", TensorProto.STRING, ["batch", "n"])],
+        [helper.make_tensor_value_info("ECHO", TensorProto.STRING, ["batch", "n"])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.write_bytes(model.SerializeToString())

@@ -34,6 +34,13 @@ class ServerProcess:
     env: dict[str, str] = field(default_factory=dict)
 
     @property
+    def grpc_url(self) -> str:
+        """``127.0.0.1:<port>`` of the gRPC server (started with ``run_server(grpc=True)``)."""
+        port = self.env.get("MODELPORT_GRPC_PORT", "0")
+        assert port != "0", "this server was started without gRPC: run_server(..., grpc=True)"
+        return f"127.0.0.1:{port}"
+
+    @property
     def port(self) -> int:
         return int(self.base_url.rsplit(":", 1)[1])
 
@@ -90,11 +97,13 @@ def run_server(
     extra_env: dict[str, str] | None = None,
     args: tuple[str, ...] = (),
     port: int | None = None,
+    grpc: bool = False,
     prefix: tuple[str, ...] = (),
     ready_timeout: float = 90.0,
 ) -> Iterator[ServerProcess]:
-    """A ``modelport serve`` process on a free port with its own data dir; SIGTERM on exit. ``prefix`` runs it
-    under another command (``prlimit --nofile=...``)."""
+    """A ``modelport serve`` process on a free port with its own data dir; SIGTERM on exit. gRPC is off unless
+    ``grpc`` (then on another free port, ``ServerProcess.grpc_url``). ``prefix`` runs it under another command
+    (``prlimit --nofile=...``)."""
     port = port or free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")},
@@ -103,6 +112,7 @@ def run_server(
         "MODELPORT_LOG_FORMAT": "json",
         "MODELPORT_REGISTRY_POLL_INTERVAL_S": "0.25",
         "MODELPORT_DRAIN_TIMEOUT_S": "10",
+        "MODELPORT_GRPC_PORT": str(free_port()) if grpc else "0",
         **(extra_env or {}),
     }
     data_dir.mkdir(parents=True, exist_ok=True)

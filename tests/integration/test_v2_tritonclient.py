@@ -73,5 +73,18 @@ def test_errors_reach_the_client_as_messages(triton: httpclient.InferenceServerC
     assert "784" in str(bad_shape.value)
     with pytest.raises(InferenceServerException) as unknown:
         triton.infer("nope", [inp])
-    assert "unknown model" in str(unknown.value)
+    assert "Request for unknown model: 'nope' is not found" in str(unknown.value)  # Triton's wording
+    with pytest.raises(InferenceServerException) as unknown_version:
+        triton.infer("mlp", [inp], model_version="9")
+    assert "Request for unknown model: 'mlp' version 9 is not found" in str(unknown_version.value)
     assert not triton.is_model_ready("nope")
+
+
+def test_sequence_requests_are_refused(triton: httpclient.InferenceServerClient) -> None:
+    x = np.zeros((1, 784), dtype=np.float32)
+    inp = httpclient.InferInput("input", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    with pytest.raises(InferenceServerException) as refused:
+        triton.infer("mlp", [inp], sequence_id=12, sequence_start=True)
+    assert refused.value.status() == "400"
+    assert "sequence batching is not supported" in str(refused.value)

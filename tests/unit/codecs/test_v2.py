@@ -309,6 +309,27 @@ def test_duplicate_requested_output_is_refused() -> None:
         decode(body.encode())
 
 
+@pytest.mark.parametrize(
+    ("parameters", "named"),
+    [
+        ({"sequence_id": 7}, "sequence_id"),
+        ({"sequence_id": "session-1", "sequence_start": True}, "sequence_id, sequence_start"),
+        ({"sequence_end": True}, "sequence_end"),
+    ],
+)
+def test_sequence_controls_are_refused_not_ignored(parameters: dict[str, object], named: str) -> None:
+    body = json.dumps({"inputs": json.loads(json_body())["inputs"], "parameters": parameters}).encode()
+    with pytest.raises(InvalidInput, match=f"^sequence batching is not supported: the request sets {named};"):
+        decode(body)
+
+
+def test_no_sequence_values_tritonclient_sends_by_default_are_accepted() -> None:
+    body = json.dumps(
+        {"inputs": json.loads(json_body())["inputs"], "parameters": {"sequence_id": 0, "sequence_start": False}}
+    ).encode()
+    assert decode(body).inputs[0].name == "x"
+
+
 def test_unknown_fields_and_parameters_are_ignored() -> None:
     body = json.dumps(
         {"inputs": json.loads(json_body())["inputs"], "parameters": {"custom": "x", "priority": 3}, "extra": 1}
