@@ -76,7 +76,7 @@ class Runtime:
             plugins=services.plugins,
             observers=(*default_observers(metrics), *experiments.observers(settings)),
         )
-        experiments.bind(dataplane)
+        experiments.bind(dataplane, settings)
         return cls(
             settings=settings,
             services=services,

@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     """False-positive bound of the always-valid comparisons, across any amount of peeking."""
     shadow_queue: int = Field(default=256, ge=1, le=100_000)
     """Mirrored calls waiting for their shadow per worker; beyond this copies are dropped and counted."""
+    shadow_max_primary_inflight: int = Field(default=4, ge=0, le=100_000)
+    """Shadow copies run only while at most this many primary calls are in flight on the worker (its spare
+    capacity); busier, they wait and the overflow is dropped and counted."""
     rollout_interval_s: float = Field(default=5.0, gt=0.0, le=600.0, allow_inf_nan=False)
     """How often the rollout controller re-evaluates running rollouts."""
     rollout_lease_s: float = Field(default=20.0, gt=0.0, le=3600.0, allow_inf_nan=False)

@@ -2,10 +2,13 @@
 
 The observer only draws a random number and puts the call on a bounded queue (``shadow_queue``): when the queue
 is full the copy is dropped and counted, so a slow or broken shadow never slows the primary or grows memory.
-A background task runs the copies through the shadow's own engine queue (several at a time, so they batch),
-never returns their answers, and records per shadow version: requests, errors, latency, and agreement with the
-primary (the same top class per instance for classifiers, outputs equal within 1e-6 otherwise) with the
-largest absolute difference seen. Only unversioned calls are mirrored: the ones the split governs.
+A background task runs the copies through the shadow's own engine queue (several at a time, so they batch), but
+only while the primary traffic leaves room (at most ``shadow_max_primary_inflight`` primary calls in flight): on
+a saturated worker the copies wait, the queue fills and the surplus is dropped, so the shadow samples the
+traffic of calmer moments rather than taking CPU from the primary. ``dropped`` says how partial the sample is.
+A shadow's answer is never returned; the runner records per shadow version: requests, errors, latency, and
+agreement with the primary (the same top class per instance for classifiers, outputs equal within 1e-6
+otherwise) with the largest absolute difference seen. Only unversioned calls are mirrored: the ones the split governs.
 """
 
 from __future__ import annotations
@@ -112,8 +115,11 @@ class ShadowMirror:
 
     # -- runner: off the request path ---------------------------------------------------------------
     async def run(self) -> None:
+        assert self._dataplane is not None  # noqa: S101 - bound at build time
         while True:
             copy = await self._queue.get()
+            # only in the primary's spare capacity: while it is busier, copies wait (and overflow is dropped)
+            await self._dataplane.calm()
             await self._slots.acquire()
             task = asyncio.get_running_loop().create_task(self._mirror(copy))
             self._running.add(task)

@@ -93,7 +93,8 @@ class Experiments:
             found.append(PredictionLogObserver(self.predictions))
         return tuple(found)
 
-    def bind(self, dataplane: DataPlane) -> None:
+    def bind(self, dataplane: DataPlane, settings: Settings) -> None:
+        dataplane.calm_below = settings.shadow_max_primary_inflight
         self.shadow.bind(dataplane)
 
     def start(self) -> None:

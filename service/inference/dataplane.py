@@ -155,6 +155,10 @@ class DataPlane:
         self.inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self.calm_below = 0
+        """:meth:`calm` returns once at most this many calls are in flight (0: only when idle)."""
+        self._calm = asyncio.Event()
+        self._calm.set()
 
     # -- inference ----------------------------------------------------------------------------------
     async def infer(self, call: InferCall, encode: Callable[[InferResult], _T]) -> _T:
@@ -211,8 +215,10 @@ class DataPlane:
             raise
         finally:
             self.inflight -= 1
-            if not self.inflight:
-                self._idle.set()
+            if self.inflight <= self.calm_below:
+                self._calm.set()
+                if not self.inflight:
+                    self._idle.set()
             self._observe(call, result, error)
 
     async def run_version(
@@ -292,6 +298,13 @@ class DataPlane:
                 reason = self._pool.failure(model, candidate) or "not loaded yet"
                 raise EngineUnavailable(f"model '{model}' version '{candidate}' is not ready: {reason}")
         return record.version
+
+    async def calm(self) -> None:
+        """Wait until at most ``calm_below`` calls are in flight: background work (shadow copies) runs in the
+        primary traffic's spare capacity, never ahead of it."""
+        while self.inflight > self.calm_below:
+            self._calm.clear()
+            await self._calm.wait()
 
     # -- drain ----------------------------------------------------------------------------------------
     async def drained(self, timeout_s: float) -> bool:
