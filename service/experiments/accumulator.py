@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from service.experiments.counters import VersionCounters
 
 __all__ = ("BucketKey", "StatsAccumulator")
 
 
-@dataclass(frozen=True, slots=True)
-class BucketKey:
+class BucketKey(NamedTuple):
+    """A tuple, so that the per-call dictionary lookups hash and compare in C."""
+
     model: str
     version: str
     start: int

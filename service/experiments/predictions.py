@@ -48,14 +48,21 @@ def predicted(result: InferResult) -> list[Prediction] | None:
         return [str(label) for label in post.labels[:MAX_LOGGED_INSTANCES]]
     if not result.outputs:
         return None
-    name = next((spec.name for spec in result.output_specs if spec.name in result.outputs), None)
-    array = result.outputs[name] if name is not None else next(iter(result.outputs.values()))
+    outputs = result.outputs
+    array = None
+    for spec in result.output_specs:  # the first in signature order (a loop: cheaper than a generator here)
+        array = outputs.get(spec.name)
+        if array is not None:
+            break
+    if array is None:
+        array = next(iter(outputs.values()))
     if array.ndim == 0 or array.shape[0] == 0:
         return None
     rows = array[:MAX_LOGGED_INSTANCES]
-    per_row = int(np.prod(rows.shape[1:], dtype=np.int64)) if rows.ndim > 1 else 1
+    per_row = math.prod(rows.shape[1:])
     if rows.ndim == 2 and per_row > 1 and rows.dtype.kind == "f":
-        return [str(int(i)) for i in np.argmax(rows, axis=1)]
+        # methods, not np.argmax: numpy's function wrappers cost more than the work on a (1, classes) row
+        return [str(i) for i in rows.argmax(axis=1).tolist()]
     if per_row == 1:
         flat = rows.reshape(rows.shape[0])
         if flat.dtype.kind == "f":
