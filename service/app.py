@@ -18,6 +18,7 @@ from service.api.grpc import GrpcServer
 from service.api.inference_http import InferenceHTTP
 from service.api.metrics import metrics
 from service.api.v1_predict import V1Controller
+from service.api.v2_extensions import V2ExtensionsController
 from service.api.v2_inference import V2Controller
 from service.asgi import ASGIApp, ModelportASGI
 from service.exception_handlers import exception_handlers
@@ -90,7 +91,7 @@ def create_app(settings: Settings | None = None, *, plugins: PluginRegistry | No
             await runtime.stop()
 
     app = Litestar(
-        route_handlers=[V2Controller, V1Controller, _admin_router(settings), metrics],
+        route_handlers=[V2Controller, V2ExtensionsController, V1Controller, _admin_router(settings), metrics],
         lifespan=[lifespan],
         plugins=[ConsolePlugin()],  # /ui and the packaged assets
         exception_handlers=exception_handlers,

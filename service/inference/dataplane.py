@@ -44,7 +44,7 @@ __all__ = (
     "ModelDescription",
 )
 
-EXTENSIONS = ("binary_tensor_data", "model_repository_metadata")
+EXTENSIONS = ("binary_tensor_data", "model_configuration", "model_repository", "statistics")
 """Protocol extensions this server implements (``GET /v2``)."""
 
 _T = TypeVar("_T")

@@ -88,3 +88,42 @@ def test_sequence_requests_are_refused(triton: httpclient.InferenceServerClient)
         triton.infer("mlp", [inp], sequence_id=12, sequence_start=True)
     assert refused.value.status() == "400"
     assert "sequence batching is not supported" in str(refused.value)
+
+
+def test_triton_http_extensions(triton: httpclient.InferenceServerClient, mlp_server: MLPServer) -> None:
+    """Statistics, model configuration and repository, as tritonclient.http calls them."""
+    from tests.helpers.server import ADMIN_TOKEN
+
+    extensions = set(triton.get_server_metadata()["extensions"])
+    assert {"binary_tensor_data", "statistics", "model_configuration", "model_repository"} <= extensions
+    x = np.random.default_rng(1).random((3, 784), dtype=np.float32)
+    inp = httpclient.InferInput("input", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    triton.infer("mlp", [inp], model_version="2")
+    stats = triton.get_inference_statistics("mlp", "2")["model_stats"]
+    assert [(s["name"], s["version"]) for s in stats] == [("mlp", "2")]
+    assert stats[0]["inference_stats"]["success"]["count"] >= 1 and stats[0]["inference_count"] >= 3
+    everything = triton.get_inference_statistics()["model_stats"]
+    assert {("mlp", "1"), ("mlp", "2")} <= {(s["name"], s["version"]) for s in everything}
+    config = triton.get_model_config("mlp", "2")
+    assert config["max_batch_size"] > 0 and config["input"][0] == {
+        "name": "input",
+        "data_type": "TYPE_FP32",
+        "dims": [784],
+    }
+    assert config["output"][0]["dims"] == [10]
+    index = triton.get_model_repository_index()
+    assert {(e["name"], e["version"], e["state"]) for e in index} >= {("mlp", "1", "READY")}
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with pytest.raises(InferenceServerException, match="Authorization"):
+        triton.unload_model("mlp")
+    triton.unload_model("mlp", headers=admin)
+    assert ("mlp", "1", "READY") not in {
+        (e["name"], e["version"], e["state"]) for e in triton.get_model_repository_index()
+    }
+    triton.load_model("mlp", headers=admin)
+    assert triton.is_model_ready("mlp")
+    with pytest.raises(InferenceServerException, match="Request for unknown model"):
+        triton.get_inference_statistics("nope")
+    with pytest.raises(InferenceServerException, match="Request for unknown model"):
+        triton.get_model_config("nope")

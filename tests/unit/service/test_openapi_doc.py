@@ -41,7 +41,7 @@ def test_every_admin_operation_declares_the_bearer_key(openapi: dict[str, Any]) 
     for path, method, op in admin_ops:
         assert op.get("security") == [{"bearer": []}], f"{method.upper()} {path}"
     for path, method, op in _operations(openapi):
-        if path.endswith("/feedback"):  # outcomes need a key with the 'feedback' scope
+        if path.endswith(("/feedback", "/load", "/unload")):  # outcomes and repository changes need a key
             assert op.get("security") == [{"bearer": []}], f"{method.upper()} {path}"
         elif not path.startswith("/admin"):
             assert "security" not in op, f"{method.upper()} {path} needs no key"
