@@ -72,7 +72,7 @@ class StatsAccumulator:
                 self._buckets.pop(key, None)
 
     def totals(self, model: str) -> dict[str, VersionCounters]:
-        """This worker's unflushed and current counters per version (tests and the shutdown flush)."""
+        """This worker's counters still in memory per version (the current bucket and unflushed ones)."""
         out: dict[str, VersionCounters] = {}
         for key, counters in self._buckets.items():
             if key.model == model:

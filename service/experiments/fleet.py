@@ -121,13 +121,29 @@ class FleetStats:
 
     async def figures(self, model: str, since: int) -> dict[str, VersionFigures]:
         """Per version, everything since ``since`` (epoch seconds), fleet-wide."""
+        totals, _ = await self._read(model, since, None)
+        return totals
+
+    async def _read(
+        self, model: str, since: int, bucket_s: int | None
+    ) -> tuple[dict[str, VersionFigures], dict[int, dict[str, VersionFigures]]]:
+        """This worker's buckets written, then every worker's rows and outcomes since ``since``: the totals per
+        version and (with ``bucket_s``) the same per timeline point."""
         await self._flusher.flush_stats()
-        figures: dict[str, VersionFigures] = {}
-        for version, _start, _len, data in await self._registry.experiments.read_buckets(model, since):
-            figures.setdefault(version, VersionFigures()).counters.merge(VersionCounters.from_json(data))
-        for totals in await self._registry.experiments.feedback_totals(model, since):
-            figures.setdefault(totals.version, VersionFigures()).feedback.add(totals)
-        return figures
+        totals: dict[str, VersionFigures] = {}
+        points: dict[int, dict[str, VersionFigures]] = {}
+        for version, start, _len, data in await self._registry.experiments.read_buckets(model, since):
+            counters = VersionCounters.from_json(data)
+            totals.setdefault(version, VersionFigures()).counters.merge(counters)
+            if bucket_s is not None:
+                point = points.setdefault(start - start % bucket_s, {})
+                point.setdefault(version, VersionFigures()).counters.merge(counters)
+        for t in await self._registry.experiments.feedback_totals(model, since):
+            totals.setdefault(t.version, VersionFigures()).feedback.add(t)
+            if bucket_s is not None:
+                point = points.setdefault(t.bucket_start - t.bucket_start % bucket_s, {})
+                point.setdefault(t.version, VersionFigures()).feedback.add(t)
+        return totals, points
 
     async def report(
         self,
@@ -144,20 +160,7 @@ class FleetStats:
         since = now - window_s
         since -= since % self._bucket_s
         bucket_s = max(bucket_s, self._bucket_s, -(-window_s // _MAX_POINTS))
-        await self._flusher.flush_stats()
-        buckets = await self._registry.experiments.read_buckets(model, since)
-        feedback = await self._registry.experiments.feedback_totals(model, since)
-        totals: dict[str, VersionFigures] = {}
-        points: dict[int, dict[str, VersionFigures]] = {}
-        for version, start, _len, data in buckets:
-            counters = VersionCounters.from_json(data)
-            totals.setdefault(version, VersionFigures()).counters.merge(counters)
-            point = points.setdefault(start - start % bucket_s, {})
-            point.setdefault(version, VersionFigures()).counters.merge(counters)
-        for t in feedback:
-            totals.setdefault(t.version, VersionFigures()).feedback.add(t)
-            point = points.setdefault(t.bucket_start - t.bucket_start % bucket_s, {})
-            point.setdefault(t.version, VersionFigures()).feedback.add(t)
+        totals, points = await self._read(model, since, bucket_s)
         arms = [e.version for e in traffic.splits] if traffic else []
         chosen = choose_control(traffic, production, control)
         shadow = (

@@ -17,6 +17,7 @@ import structlog
 
 from registry_db.errors import ModelportError
 from registry_db.repository import Registry
+from service.background import cancel_and_wait
 from service.experiments.accumulator import StatsAccumulator
 from service.experiments.prediction_log import PredictionLog
 from service.observability.metrics import Metrics
@@ -129,10 +130,7 @@ class ExperimentsFlusher:
 
     async def stop(self) -> None:
         """Stop the loop and write what is left (bounded: a database that is away does not hold shutdown)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._final_flush(), timeout=10.0)
 

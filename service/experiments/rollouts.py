@@ -27,6 +27,7 @@ import structlog
 from registry_db.errors import Conflict, ModelportError
 from registry_db.repository import Registry
 from registry_db.repository.rollouts import RolloutRecord
+from service.background import cancel_and_wait
 from service.errors import InvalidInput
 from service.experiments.fleet import FleetStats, VersionFigures, as_served, compare
 from service.experiments.sequential import Comparison
@@ -291,10 +292,7 @@ class RolloutController:
         self._task = asyncio.get_running_loop().create_task(self.run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self.leading:
             with contextlib.suppress(ModelportError):
                 await self._registry.rollouts.release_lease(LEASE_NAME, self.holder)

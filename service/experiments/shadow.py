@@ -14,7 +14,6 @@ otherwise) with the largest absolute difference seen. Only unversioned calls are
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import structlog
 
+from service.background import cancel_and_wait
 from service.experiments.accumulator import StatsAccumulator
 from service.inference.dataplane import DataPlane, InferCall, InferenceEvent
 from service.inference.routing_state import RoutingState
@@ -156,9 +156,6 @@ class ShadowMirror:
 
     async def stop(self) -> None:
         """Stop taking copies; those in flight get a moment to finish (their figures are then flushed)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._running:
             await asyncio.wait(set(self._running), timeout=2.0)

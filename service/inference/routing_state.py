@@ -19,6 +19,7 @@ import structlog
 from registry_db.errors import DatabaseUnavailable
 from registry_db.errors import NotFound as RegistryNotFound
 from registry_db.records import ModelRouting, RoutingSnapshot, VersionRecord
+from service.background import cancel_and_wait
 from service.errors import EngineUnavailable, NotFound, RegistryUnavailable
 from service.inference.engine_pool import EnginePool
 from service.inference.routing import choose_version, describe_version
@@ -154,10 +155,7 @@ class RoutingState:
         self._task = asyncio.get_running_loop().create_task(self.run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._stop_listening is not None:
             await self._stop_listening()
 
