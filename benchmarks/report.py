@@ -110,20 +110,21 @@ def _fmt(value: Any, spec: str) -> str:
 
 def format_table(rows: Sequence[Row]) -> str:
     """The main table (Markdown): config, concurrency, req/s, p50 ms, p99 ms, errors, peak RSS MB, and the
-    share of the server's core that went to other processes during the load (high = a noisy row)."""
+    share of the server's core that went to other processes during the load (high = a noisy row) and the server's
+    CPU time per response (steadier than req/s on a shared machine)."""
     lines = [
-        "| config | c | req/s | p50 ms | p99 ms | errors | peak RSS MB | CPU0 other % |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| config | c | req/s | p50 ms | p99 ms | errors | peak RSS MB | CPU0 other % | server CPU µs/req |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         if "error" in row:
-            lines.append(f"| {config_name(row)} | {row['concurrency']} | failed: {row['error'][:60]} | | | | | |")
+            lines.append(f"| {config_name(row)} | {row['concurrency']} | failed: {row['error'][:60]} | | | | | | |")
             continue
         foreign = row.get("foreign_cpu")
         lines.append(
             f"| {config_name(row)} | {row['concurrency']} | {_fmt(row['rps'], ',.0f')} | {_fmt(row['p50_ms'], '.2f')} "
             f"| {_fmt(row['p99_ms'], '.2f')} | {row['errors']} | {_fmt(row.get('peak_rss_mb'), '.0f')} "
-            f"| {_fmt(None if foreign is None else 100 * foreign, '.0f')} |"
+            f"| {_fmt(None if foreign is None else 100 * foreign, '.0f')} | {_fmt(row.get('cpu_us_per_req'), '.0f')} |"
         )
     return "\n".join(lines)
 

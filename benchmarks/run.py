@@ -278,11 +278,14 @@ def measure(
         row = _row(base, c, stats, server)
         row["cpu_busy_before"] = None if busy is None else round(busy, 3)
         row["server_cpu"], row["foreign_cpu"] = probe.server, probe.foreign
+        # server CPU per response: the figure that survives a shared machine better than req/s does
+        row["cpu_us_per_req"] = round(1e6 * probe.server / row["rps"], 1) if probe.server and row["rps"] else None
         results.rows.append(row)
         _log(
             f"  {config_name(row):<36} c={c:<3} {row['rps']:>10,.1f} req/s  p50 {row['p50_ms']:7.2f} ms  "
             f"p99 {row['p99_ms']:7.2f} ms  errors {row['errors']:<5} peak RSS {row['peak_rss_mb']:.0f} MB  "
-            f"CPU0: server {100 * (probe.server or 0):.0f}%, other {100 * (probe.foreign or 0):.0f}%"
+            f"CPU0: server {100 * (probe.server or 0):.0f}% ({row['cpu_us_per_req'] or 0:.0f} us/req), "
+            f"other {100 * (probe.foreign or 0):.0f}%"
         )
         if server.process.poll() is not None:
             raise RuntimeError(f"{server.name} died during the load:\n{server.logs()}")

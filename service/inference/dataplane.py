@@ -101,8 +101,6 @@ class InferenceEvent:
     status: int
     """The outcome as an HTTP status number (200 served; else the error's class status)."""
     duration_s: float
-    memo: dict[str, Any] = field(default_factory=dict)
-    """Values derived from the event that several observers need (computed once, by the first to ask)."""
 
 
 class InferenceObserver(Protocol):

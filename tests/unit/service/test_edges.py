@@ -384,6 +384,8 @@ async def test_a_full_queue_is_refused_before_the_body_is_read(app: ModelportASG
         served = pool.get_loaded(model, version)
         assert served is not None
         served.batcher._max_queue = 0  # every submit would be refused: the queue is "full"
+        served.batcher._track_full()  # as the batcher does whenever its queue reaches the bound
+    assert pool.pressure.full_queues == 2
     assert await _raw_infer(app, "/v2/models/solo/infer") == (503, 0)
     assert await _raw_infer(app, "/v1/models/solo/versions/1/predict") == (503, 0)
     assert app.runtime.experiments.stats.totals("solo")["1"].rejected == 2
