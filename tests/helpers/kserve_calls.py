@@ -1,6 +1,7 @@
 """KServe's Python clients (the ``kserve`` distribution, unchanged) calling a modelport server: one report.
 
-Run as ``python -m tests.helpers.kserve_calls HTTP_BASE_URL GRPC_TARGET``; prints one JSON object on stdout,
+Run as ``python -m tests.helpers.kserve_calls HTTP_BASE_URL GRPC_TARGET`` (or give both on one line of stdin);
+prints one JSON object on stdout,
 call name -> what the client returned (``value``) or raised (``raised``: the exception's class, ``message``,
 and ``status`` or ``code``). tests/integration/test_kserve_client.py starts the server, runs this and checks
 the report; this file only records.
@@ -218,4 +219,9 @@ async def main(base: str, grpc_target: str) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(main(sys.argv[1], sys.argv[2]))))
+    # the two addresses as arguments, or as one line on stdin: the test starts this process before the server, so
+    # that importing kserve (seconds: fastapi, pandas, kubernetes...) overlaps the server's start-up
+    where = sys.argv[1:] or sys.stdin.readline().split()
+    if len(where) != 2:
+        sys.exit("usage: python -m tests.helpers.kserve_calls HTTP_BASE_URL GRPC_TARGET (or both on stdin)")
+    print(json.dumps(asyncio.run(main(*where))))

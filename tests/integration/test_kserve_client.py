@@ -43,16 +43,15 @@ WORDS = [["abc", "dög", "", "a\x00b"]]
 def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     if importlib.util.find_spec("kserve") is None:  # never imported here: see the module docstring
         pytest.skip("kserve is in the dev extra: pip install -e '.[dev]'")
-    with run_example_models(tmp_path_factory.mktemp("kserve-server")) as server:
-        run = subprocess.run(
-            [sys.executable, "-m", "tests.helpers.kserve_calls", server.base_url, server.grpc_url],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        assert run.returncode == 0, run.stderr[-4000:]
-        yield json.loads(run.stdout)
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    # the clients' process starts first: it imports kserve while the server starts, then reads the addresses
+    with (
+        subprocess.Popen([sys.executable, "-m", "tests.helpers.kserve_calls"], cwd=REPO, text=True, **pipes) as calls,
+        run_example_models(tmp_path_factory.mktemp("kserve-server")) as server,
+    ):
+        out, err = calls.communicate(f"{server.base_url} {server.grpc_url}\n", timeout=180)
+        assert calls.returncode == 0, err[-4000:]
+        yield json.loads(out)
         assert "Traceback" not in server.logs()
 
 
