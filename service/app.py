@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, *, plugins: PluginRegistry | No
         queue_timeout_ms=settings.queue_timeout_ms,
         max_inflight_body_bytes=settings.max_inflight_body_bytes,
         admission=Admission(runtime.routing, runtime.pool),
+        compression_min_bytes=settings.response_compression_min_bytes,
     )
 
     grpc_server = GrpcServer(runtime)  # MODELPORT_GRPC_PORT; each worker serves it beside HTTP

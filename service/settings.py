@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     """LRU cap on loaded engines; versions an alias or split routes to are never evicted."""
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=1 << 31)
     """Largest inference request body (after decompression): beyond it 413."""
+    response_compression_min_bytes: int = Field(default=1024, ge=0, le=1 << 40)
+    """V2 infer replies smaller than this are sent plain even when ``Accept-Encoding`` asks for gzip or deflate
+    (they fit one TCP segment anyway); 0 compresses every one, as Triton does. Other routes never compress."""
     max_artifact_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=1, le=1 << 40)
     """Largest artifact accepted at registration, enforced while streaming."""
     max_inflight_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, le=1 << 40)

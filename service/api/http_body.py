@@ -32,6 +32,7 @@ INFERENCE_HEADERS = frozenset(
         b"content-length",
         b"content-type",
         b"content-encoding",
+        b"accept-encoding",
         b"inference-header-content-length",
         b"x-routing-key",
         b"x-request-id",

@@ -14,6 +14,7 @@ from typing import Literal
 
 from service.api.http_body import Receive, header_length, plain_body, read_body
 from service.api.limits import BodyBudget
+from service.api.response_compression import INLINE_COMPRESS_BYTES, accepted_coding, compress
 from service.codecs.v1 import decode_predict_request, encode_predict_response
 from service.codecs.v2 import DecodedTensor, decode_infer_request, encode_infer_response
 from service.errors import InvalidInput, Overloaded, PayloadTooLarge
@@ -49,9 +50,11 @@ class InferenceHTTP:
         queue_timeout_ms: float,
         max_inflight_body_bytes: int = 0,
         admission: Admission | None = None,
+        compression_min_bytes: int = 1024,
     ) -> None:
         self._dataplane = dataplane
         self._max_body = max_body_bytes
+        self._compression_min = compression_min_bytes
         self.budget = BodyBudget(max_inflight_body_bytes or 4 * max_body_bytes)
         """Inference body bytes this worker holds now (``MODELPORT_MAX_INFLIGHT_BODY_BYTES``)."""
         self._admission = admission
@@ -129,9 +132,13 @@ class InferenceHTTP:
             return Reply(200, payload, headers, "application/octet-stream")
 
         try:
-            return await self._dataplane.infer(call, encode)
+            reply = await self._dataplane.infer(call, encode)
         except Exception as exc:  # noqa: BLE001
             return _error(exc, call)
+        accept = headers.get("accept-encoding")
+        if accept is None or len(reply.body) < self._compression_min:
+            return reply
+        return await _compressed(reply, accept)
 
     async def v1_predict(
         self, model: str, version: str | None, body: bytes, headers: Mapping[str, str], request_id: str
@@ -179,6 +186,27 @@ class InferenceHTTP:
         if len(body) > _INLINE_INFLATE_BYTES and headers.get("content-encoding"):
             return await asyncio.to_thread(plain_body, body, headers, self._max_body)
         return plain_body(body, headers, self._max_body)
+
+
+async def _compressed(reply: Reply, accept_encoding: str) -> Reply:
+    """A successful V2 infer reply compressed as ``Accept-Encoding`` asks (service.api.response_compression).
+
+    The reply's headers, ``Inference-Header-Content-Length`` included, describe the uncompressed body and stay;
+    ``Content-Encoding`` is added. A body that would not get smaller is sent as it is.
+    """
+    coding = accepted_coding(accept_encoding)
+    if coding is None:
+        return reply
+    if len(reply.body) > INLINE_COMPRESS_BYTES:
+        body = await asyncio.to_thread(compress, reply.body, coding)
+    else:
+        body = compress(reply.body, coding)
+    if len(body) >= len(reply.body):
+        return reply
+    reply.body = body
+    reply.headers["Content-Encoding"] = coding
+    reply.headers["Vary"] = "Accept-Encoding"
+    return reply
 
 
 def _error(exc: BaseException, call: InferCall) -> Reply:

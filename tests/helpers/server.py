@@ -131,3 +131,22 @@ def run_server(
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def run_example_models(root: Path, *, grpc: bool = True, **kwargs: Any) -> Iterator[ServerProcess]:
+    """``run_server`` on ``root / "data"`` with Triton's example models registered and promoted to production:
+    ``simple`` (INPUT0, INPUT1 ``(batch, 16) int32`` -> OUTPUT0 sum, OUTPUT1 difference) and ``echo`` (TEXT
+    ``(batch, n) BYTES`` -> ECHO, the same strings). gRPC is on unless ``grpc=False``."""
+    from tests.helpers.onnx_models import make_simple_onnx, make_string_echo_onnx
+
+    make_simple_onnx(root / "simple.onnx")
+    make_string_echo_onnx(root / "echo.onnx")
+    with run_server(root / "data", grpc=grpc, **kwargs) as server:
+        server.register_onnx("simple", root / "simple.onnx")
+        server.register_onnx("echo", root / "echo.onnx")
+        with server.admin() as admin:
+            for model in ("simple", "echo"):
+                reply = admin.put(f"/admin/models/{model}/aliases/production", json={"version": "1"})
+                assert reply.status_code == 200, reply.text
+        yield server
