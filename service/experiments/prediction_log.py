@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from datetime import UTC, datetime
 
 from registry_db.repository.experiments import LoggedPrediction, request_key
 from service.experiments.predictions import Prediction
@@ -53,7 +52,7 @@ class PredictionLog:
         batch = []
         for _ in range(min(limit, len(pending))):
             model, request_id, version, at, prediction = pending.popleft()
-            batch.append(LoggedPrediction(model, request_id, version, datetime.fromtimestamp(at, UTC), prediction))
+            batch.append(LoggedPrediction(model, request_id, version, at, prediction))
         return batch
 
     def written_out(self, batch: list[LoggedPrediction]) -> None:
@@ -68,6 +67,4 @@ class PredictionLog:
         for entry in batch[room:]:
             self._keys.discard((entry.model, request_key(entry.request_id)))
         self.dropped += len(batch) - len(keep)
-        self._pending.extendleft(
-            (e.model, e.request_id, e.version, e.at.timestamp(), e.prediction) for e in reversed(keep)
-        )
+        self._pending.extendleft((e.model, e.request_id, e.version, e.at, e.prediction) for e in reversed(keep))
