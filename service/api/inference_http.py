@@ -21,6 +21,7 @@ from service.exception_handlers import error_reply
 from service.inference.admission import Admission
 from service.inference.dataplane import DataPlane, InferCall, InferResult
 from service.plugins import TensorSpec
+from service.security.shared_memory_access import SharedMemoryAccess
 
 __all__ = ("InferenceHTTP", "Reply")
 
@@ -49,8 +50,10 @@ class InferenceHTTP:
         queue_timeout_ms: float,
         max_inflight_body_bytes: int = 0,
         admission: Admission | None = None,
+        shared_memory: SharedMemoryAccess | None = None,
     ) -> None:
         self._dataplane = dataplane
+        self._shared_memory = shared_memory
         self._max_body = max_body_bytes
         self.budget = BodyBudget(max_inflight_body_bytes or 4 * max_body_bytes)
         """Inference body bytes this worker holds now (``MODELPORT_MAX_INFLIGHT_BODY_BYTES``)."""
@@ -65,8 +68,12 @@ class InferenceHTTP:
         receive: Receive,
         headers: Mapping[str, str],
         request_id: str,
+        peer: str | None = "",
     ) -> Reply:
-        """Read the body under the cap and answer one inference request: the entry point of both paths."""
+        """Read the body under the cap and answer one inference request: the entry point of both paths.
+
+        ``peer`` is the client's host address (None: unknown), for the shared-memory extension's rule.
+        """
         if self._admission is not None:
             refused = self._admission.refusal(model, version, headers.get("x-routing-key"))
             if refused is not None:  # the engine's queue is full: refuse before reading or decoding anything
@@ -78,9 +85,10 @@ class InferenceHTTP:
         except (PayloadTooLarge, InvalidInput) as exc:
             status, payload, extra = error_reply(exc, request_id)
             return Reply(status, payload, extra)
-        handler = self.v2_infer if route == "v2_infer" else self.v1_predict
         try:
-            return await handler(model, version, body, headers, request_id)
+            if route == "v2_infer":
+                return await self.v2_infer(model, version, body, headers, request_id, peer)
+            return await self.v1_predict(model, version, body, headers, request_id)
         finally:
             self.budget.give(len(body))
 
@@ -101,11 +109,20 @@ class InferenceHTTP:
         return reply
 
     async def v2_infer(
-        self, model: str, version: str | None, body: bytes, headers: Mapping[str, str], request_id: str
+        self,
+        model: str,
+        version: str | None,
+        body: bytes,
+        headers: Mapping[str, str],
+        request_id: str,
+        peer: str | None = "",
     ) -> Reply:
         call = InferCall(model, version, "v2_infer", request_id, (), routing_key=headers.get("x-routing-key"))
+        shared_memory = self._shared_memory.lookup(peer) if self._shared_memory is not None else None
         try:
-            request = decode_infer_request(await self._plain(body, headers), header_length=header_length(headers))
+            request = decode_infer_request(
+                await self._plain(body, headers), header_length=header_length(headers), shared_memory=shared_memory
+            )
         except Exception as exc:  # noqa: BLE001 - every failure is an {"error": ...} reply
             self._dataplane.reject(call, exc)
             return _error(exc, call)
