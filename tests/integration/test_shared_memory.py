@@ -19,10 +19,12 @@ from typing import Any
 import grpc
 import httpx
 import numpy as np
+import onnx
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 import tritonclient.utils.shared_memory as shm
+from onnx import TensorProto, helper, numpy_helper
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 from tritonclient.utils import InferenceServerException
@@ -45,15 +47,49 @@ def _key(name: str) -> str:
     return f"/{_TAG}_{name}"
 
 
+def _make_slow_simple(path: Path) -> None:
+    """``simple`` that spends a 512x512 matrix product (scaled by the inputs, so it is not folded away) on every
+    batch and adds 0 times its sum: while one batch runs, a burst of requests queues and is stacked."""
+    x = helper.make_tensor_value_info
+    nodes = [
+        helper.make_node("Cast", ["INPUT0"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["f"], ["s"], keepdims=0),
+        helper.make_node("Mul", ["w", "s"], ["ws"]),
+        helper.make_node("MatMul", ["ws", "w"], ["p"]),
+        helper.make_node("ReduceSum", ["p"], ["t"], keepdims=0),
+        helper.make_node("Mul", ["t", "zero"], ["z"]),
+        helper.make_node("Cast", ["z"], ["zi"], to=TensorProto.INT32),
+        helper.make_node("Add", ["INPUT0", "INPUT1"], ["sum"]),
+        helper.make_node("Add", ["sum", "zi"], ["OUTPUT0"]),
+        helper.make_node("Sub", ["INPUT0", "INPUT1"], ["OUTPUT1"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "slow_simple",
+        [x(name, TensorProto.INT32, ["batch", 16]) for name in ("INPUT0", "INPUT1")],
+        [x(name, TensorProto.INT32, ["batch", 16]) for name in ("OUTPUT0", "OUTPUT1")],
+        initializer=[
+            numpy_helper.from_array(np.full((512, 512), 1e-3, np.float32), "w"),
+            numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("shm-server")
     make_simple_onnx(root / "simple.onnx")
-    env = {"MODELPORT_INFERENCE_THREADS": "2", "MODELPORT_MAX_BATCH_DELAY_MS": "20"}  # bursts form batches
-    with run_server(root / "data", grpc=True, extra_env=env) as server:
+    _make_slow_simple(root / "slow.onnx")
+    with run_server(root / "data", grpc=True) as server:
         server.register_onnx("simple", root / "simple.onnx")
+        server.register_onnx("slow", root / "slow.onnx")
         with server.admin() as admin:
-            assert admin.put("/admin/models/simple/aliases/production", json={"version": "1"}).status_code == 200
+            for model in ("simple", "slow"):
+                assert admin.put(f"/admin/models/{model}/aliases/production", json={"version": "1"}).status_code == 200
         yield server
 
 
@@ -188,7 +224,7 @@ def test_grpc_add_sub_through_shared_memory(rpc: grpcclient.InferenceServerClien
 
 def test_batched_calls_each_get_their_own_rows(rpc: grpcclient.InferenceServerClient, served: ServerProcess) -> None:
     """A burst of requests, each reading its own inputs and writing its own slot of one output region, while the
-    batcher stacks them: every slot holds that request's results."""
+    batcher stacks them (the model is slow enough for the burst to queue): every slot holds its request's rows."""
     count = 24
     source = shm.create_shared_memory_region(f"{_TAG}_bin", _key("bin"), count * 2 * TENSOR)
     sink = shm.create_shared_memory_region(f"{_TAG}_bout", _key("bout"), count * 2 * TENSOR)
@@ -202,7 +238,7 @@ def test_batched_calls_each_get_their_own_rows(rpc: grpcclient.InferenceServerCl
             inputs, outputs = _grpc_io("bin", "bout", out_offset=i * 2 * TENSOR)
             inputs[0].set_shared_memory("bin", TENSOR, offset=i * 2 * TENSOR)
             inputs[1].set_shared_memory("bin", TENSOR, offset=i * 2 * TENSOR + TENSOR)
-            rpc.async_infer("simple", inputs, partial(_collect, done), outputs=outputs)
+            rpc.async_infer("slow", inputs, partial(_collect, done), outputs=outputs)
         assert all(error is None for _, error in (done.get(timeout=30) for _ in range(count)))
         for i in range(count):
             np.testing.assert_array_equal(_read(sink, i * 2 * TENSOR), (A + i) + B * i)
@@ -220,7 +256,7 @@ def _collect(answers: queue.Queue[tuple[Any, Any]], result: Any, error: Any) -> 
 
 def _executions(served: ServerProcess) -> int:
     with served.client() as client:
-        stats = client.get("/v2/models/simple/versions/1/stats").json()["model_stats"][0]
+        stats = client.get("/v2/models/slow/versions/1/stats").json()["model_stats"][0]
     return int(stats["execution_count"])
 
 
