@@ -117,8 +117,8 @@ class Settings(BaseSettings):
     shm_max_regions: int = Field(default=64, ge=1, le=4096)
     """Shared-memory regions one worker keeps registered at once (one open descriptor each)."""
     shm_max_bytes: int = Field(default=1 << 30, ge=1, le=1 << 40)
-    """Bytes of shared memory one worker keeps registered at once, all regions together (an input copies at most
-    one region)."""
+    """Bytes of shared memory one worker keeps registered at once, all regions together; also the most one request
+    may copy out of regions (however many of its inputs name the same one)."""
     registry_poll_interval_s: float = Field(default=1.0, gt=0.0, le=60.0, allow_inf_nan=False)
     """How often each worker checks the registry generation for promotions, splits and archives."""
     db_connect_timeout_s: float = Field(default=5.0, gt=0.0, le=300.0, allow_inf_nan=False)

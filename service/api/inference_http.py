@@ -118,7 +118,7 @@ class InferenceHTTP:
         peer: str | None = "",
     ) -> Reply:
         call = InferCall(model, version, "v2_infer", request_id, (), routing_key=headers.get("x-routing-key"))
-        shared_memory = self._shared_memory.lookup(peer) if self._shared_memory is not None else None
+        shared_memory = self._shared_memory.for_request(lambda: peer) if self._shared_memory is not None else None
         try:
             request = decode_infer_request(
                 await self._plain(body, headers), header_length=header_length(headers), shared_memory=shared_memory

@@ -587,7 +587,9 @@ def shm_input(
                 f"{what}: shape {list(shape)} of {datatype} needs {expected} bytes, shared_memory_byte_size says "
                 f"{byte_size}"
             )
-    buffer = shared_memory.region(what, region).read(what, offset or 0, byte_size)
+    found = shared_memory.region(what, region)
+    shared_memory.charge(what, byte_size)
+    buffer = found.read(what, offset or 0, byte_size)
     return decode_binary_tensor(buffer, 0, byte_size, datatype, shape, name=name, size_source="shared_memory_byte_size")
 
 

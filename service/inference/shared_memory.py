@@ -16,7 +16,8 @@ Safety, because the object belongs to the client, which may shrink or unlink it 
   the server. The copy costs about what reading the same bytes from a socket does.
 * Every use checks ``fstat`` first: an unlinked object (``st_nlink`` 0) or one now smaller than the region is a
   clear InvalidInput, as are tensor offsets and sizes outside the region.
-* Bounded: at most ``max_regions`` regions and ``max_bytes`` registered bytes per worker (one descriptor each).
+* Bounded: at most ``max_regions`` regions and ``max_bytes`` registered bytes per worker (one descriptor each),
+  and one request copies at most ``max_bytes`` out of them, however many inputs name the same region.
 
 All methods run on the worker's event loop (decode, encode and the extension's routes all do), so a region that
 is unregistered while a request that named it is in flight is seen as closed, never as a reused descriptor.
@@ -129,10 +130,16 @@ class ShmTarget:
 
 
 class RegionLookup(Protocol):
-    """The regions one request may name: the registry, or a refusal saying why not
-    (``service.security.shared_memory_access``). Called by the codecs when a tensor names a region."""
+    """The regions one request may name (``service.security.shared_memory_access`` makes one per request); called
+    by the codecs only when a tensor names a region."""
 
-    def region(self, what: str, name: str) -> SharedMemoryRegion: ...
+    def region(self, what: str, name: str) -> SharedMemoryRegion:
+        """The region ``name`` for the tensor ``what``, or the error that refuses this caller or that name."""
+        ...
+
+    def charge(self, what: str, size: int) -> None:
+        """Count ``size`` more bytes this request copies out of regions; InvalidInput past the per-request cap."""
+        ...
 
 
 def _object_path(key: str) -> Path:
@@ -153,6 +160,11 @@ class SharedMemoryRegistry:
         self._max_bytes = max_bytes
         self._directory = directory
         self._regions: dict[str, SharedMemoryRegion] = {}
+
+    @property
+    def max_bytes(self) -> int:
+        """Bytes registered at most, all regions together; also what one request may copy out of them."""
+        return self._max_bytes
 
     @property
     def registered_bytes(self) -> int:

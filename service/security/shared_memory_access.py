@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 
-from service.errors import Forbidden, NotImplementedFeature
+from service.errors import Forbidden, InvalidInput, NotImplementedFeature
 from service.inference.shared_memory import RegionLookup, SharedMemoryRegion, SharedMemoryRegistry
 from service.security.auth import Authenticator
 
@@ -57,18 +57,29 @@ class _Refused:
         raise type(self.error)(f"{what}: {self.error.message}")
 
 
-class _Deferred:
-    """A region lookup that finds out who the peer is only when a tensor names a region (gRPC: asking the call for
-    its peer costs a string copy that most requests never need)."""
+class _RequestRegions:
+    """The regions one request may name (a ``RegionLookup``): finds out who the peer is only when a tensor names a
+    region (gRPC: asking the call for its peer costs a string copy most requests never need), and counts the bytes
+    the request copies out of regions against ``MODELPORT_SHM_MAX_BYTES``."""
 
-    __slots__ = ("_access", "_peer")
+    __slots__ = ("_access", "_copied", "_peer")
 
     def __init__(self, access: SharedMemoryAccess, peer: Callable[[], str | None]) -> None:
         self._access = access
         self._peer = peer
+        self._copied = 0
 
     def region(self, what: str, name: str) -> SharedMemoryRegion:
         return self._access.lookup(self._peer()).region(what, name)
+
+    def charge(self, what: str, size: int) -> None:
+        self._copied += size
+        limit = self._access.registry.max_bytes
+        if self._copied > limit:
+            raise InvalidInput(
+                f"{what}: the request's tensors in shared memory add up to more than {limit} bytes "
+                "(MODELPORT_SHM_MAX_BYTES)"
+            )
 
 
 class SharedMemoryAccess:
@@ -97,8 +108,8 @@ class SharedMemoryAccess:
         """The extension names this policy adds to server metadata (``system_shared_memory`` when served)."""
         return ("system_shared_memory",) if self.available else ()
 
-    def lookup(self, peer: str | None) -> RegionLookup:
-        """The region lookup for a request from ``peer`` (its host address); cheap, called per request."""
+    def lookup(self, peer: str | None) -> SharedMemoryRegistry | _Refused:
+        """The registry for ``peer`` (its host address), or the refusal that says why not."""
         if not self.available:
             return self._unavailable
         local = self._verdicts.get(peer)
@@ -108,9 +119,9 @@ class SharedMemoryAccess:
             local = self._verdicts[peer] = is_local_peer(peer)
         return self.registry if local else self._remote
 
-    def deferred(self, peer: Callable[[], str | None]) -> RegionLookup:
-        """:meth:`lookup` for the peer that ``peer()`` names, asked only if a tensor names a region."""
-        return _Deferred(self, peer)
+    def for_request(self, peer: Callable[[], str | None]) -> RegionLookup:
+        """The regions one request from the peer that ``peer()`` names may use (asked only if a tensor names one)."""
+        return _RequestRegions(self, peer)
 
     async def authorize(self, peer: str | None, authorization: str | None) -> SharedMemoryRegistry:
         """The registry for register / unregister / status from ``peer``, or the error that refuses the call."""

@@ -149,7 +149,7 @@ class InferenceService:
         shm = self._shared_memory
         try:
             decoded = decode_infer_request(
-                request, shm.deferred(lambda: grpc_peer_host(context.peer())) if shm else None
+                request, shm.for_request(lambda: grpc_peer_host(context.peer())) if shm else None
             )
         except Exception as exc:  # noqa: BLE001 - every refusal is observed, then answered
             self._dataplane.reject(call, exc)
