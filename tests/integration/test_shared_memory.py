@@ -216,6 +216,18 @@ def test_grpc_add_sub_through_shared_memory(rpc: grpcclient.InferenceServerClien
     inputs, outputs = _grpc_io("in", "out")
     result = rpc.infer("simple", inputs, outputs=[outputs[0], grpcclient.InferRequestedOutput("OUTPUT1")])
     np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), A - B)
+    # a stream request reads and writes the regions the same way
+    shm.set_shared_memory_region(regions["out"], [np.zeros((2, ROWS, 16), np.int32)])
+    done: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    rpc.start_stream(partial(_collect, done))
+    try:
+        inputs, outputs = _grpc_io("in", "out")
+        rpc.async_stream_infer("simple", inputs, outputs=outputs, request_id="streamed")
+        streamed, error = done.get(timeout=30)
+    finally:
+        rpc.stop_stream()
+    assert error is None and streamed.get_response().id == "streamed"
+    np.testing.assert_array_equal(_read(regions["out"], TENSOR), A - B)
     one = rpc.get_system_shared_memory_status("out", headers=GRPC_ADMIN, as_json=True)["regions"]
     assert list(one) == ["out"]
     rpc.unregister_system_shared_memory(headers=GRPC_ADMIN)
