@@ -20,6 +20,7 @@ from service.errors import InvalidInput, Overloaded, PayloadTooLarge
 from service.exception_handlers import error_reply
 from service.inference.admission import Admission
 from service.inference.dataplane import DataPlane, InferCall, InferResult
+from service.inference.shared_memory import RegionLookup
 from service.plugins import TensorSpec
 from service.security.shared_memory_access import SharedMemoryAccess
 
@@ -85,12 +86,17 @@ class InferenceHTTP:
         except (PayloadTooLarge, InvalidInput) as exc:
             status, payload, extra = error_reply(exc, request_id)
             return Reply(status, payload, extra)
+        regions = None
+        if self._shared_memory is not None and route == "v2_infer":  # tensors copied out of regions share the budget
+            regions = self._shared_memory.for_request(lambda: peer, self.budget)
         try:
             if route == "v2_infer":
-                return await self.v2_infer(model, version, body, headers, request_id, peer)
+                return await self.v2_infer(model, version, body, headers, request_id, regions)
             return await self.v1_predict(model, version, body, headers, request_id)
         finally:
             self.budget.give(len(body))
+            if regions is not None:
+                regions.release()
 
     def _refuse_unread(
         self, call: InferCall, refused: tuple[str | None, Overloaded], headers: Mapping[str, str] | None
@@ -115,10 +121,10 @@ class InferenceHTTP:
         body: bytes,
         headers: Mapping[str, str],
         request_id: str,
-        peer: str | None = "",
+        shared_memory: RegionLookup | None = None,
     ) -> Reply:
+        """``shared_memory``: the regions this request may name (None: the extension is not served here)."""
         call = InferCall(model, version, "v2_infer", request_id, (), routing_key=headers.get("x-routing-key"))
-        shared_memory = self._shared_memory.for_request(lambda: peer) if self._shared_memory is not None else None
         try:
             request = decode_infer_request(
                 await self._plain(body, headers), header_length=header_length(headers), shared_memory=shared_memory

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from typing import Protocol
 
 from service.errors import Forbidden, InvalidInput, NotImplementedFeature
-from service.inference.shared_memory import RegionLookup, SharedMemoryRegion, SharedMemoryRegistry
+from service.inference.shared_memory import SharedMemoryRegion, SharedMemoryRegistry
 from service.security.auth import Authenticator
 
-__all__ = ("SharedMemoryAccess", "grpc_peer_host", "is_local_peer")
+__all__ = ("Budget", "RequestRegions", "SharedMemoryAccess", "grpc_peer_host", "is_local_peer")
 
 
 def is_local_peer(host: str | None) -> bool:
@@ -57,16 +58,25 @@ class _Refused:
         raise type(self.error)(f"{what}: {self.error.message}")
 
 
-class _RequestRegions:
+class Budget(Protocol):
+    """Bytes a worker may hold for in-flight requests (``service.api.limits.BodyBudget``)."""
+
+    def take(self, size: int) -> None: ...
+
+    def give(self, size: int) -> None: ...
+
+
+class RequestRegions:
     """The regions one request may name (a ``RegionLookup``): finds out who the peer is only when a tensor names a
     region (gRPC: asking the call for its peer costs a string copy most requests never need), and counts the bytes
     the request copies out of regions against ``MODELPORT_SHM_MAX_BYTES``."""
 
-    __slots__ = ("_access", "_copied", "_peer")
+    __slots__ = ("_access", "_budget", "_copied", "_peer")
 
-    def __init__(self, access: SharedMemoryAccess, peer: Callable[[], str | None]) -> None:
+    def __init__(self, access: SharedMemoryAccess, peer: Callable[[], str | None], budget: Budget | None) -> None:
         self._access = access
         self._peer = peer
+        self._budget = budget
         self._copied = 0
 
     def region(self, what: str, name: str) -> SharedMemoryRegion:
@@ -80,6 +90,18 @@ class _RequestRegions:
                 f"{what}: the request's tensors in shared memory add up to more than {limit} bytes "
                 "(MODELPORT_SHM_MAX_BYTES)"
             )
+        if self._budget is not None:
+            try:
+                self._budget.take(size)  # 503 when the worker holds too many inference bytes already
+            except BaseException:
+                self._copied -= size
+                raise
+
+    def release(self) -> None:
+        """Give back what :meth:`charge` took from the budget: call once the request's reply is built."""
+        if self._budget is not None and self._copied:
+            self._budget.give(self._copied)
+        self._copied = 0
 
 
 class SharedMemoryAccess:
@@ -119,9 +141,10 @@ class SharedMemoryAccess:
             local = self._verdicts[peer] = is_local_peer(peer)
         return self.registry if local else self._remote
 
-    def for_request(self, peer: Callable[[], str | None]) -> RegionLookup:
-        """The regions one request from the peer that ``peer()`` names may use (asked only if a tensor names one)."""
-        return _RequestRegions(self, peer)
+    def for_request(self, peer: Callable[[], str | None], budget: Budget | None = None) -> RequestRegions:
+        """The regions one request from the peer that ``peer()`` names may use (asked only if a tensor names one);
+        with ``budget`` the bytes copied out of them are reserved there until :meth:`RequestRegions.release`."""
+        return RequestRegions(self, peer, budget)
 
     async def authorize(self, peer: str | None, authorization: str | None) -> SharedMemoryRegistry:
         """The registry for register / unregister / status from ``peer``, or the error that refuses the call."""

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from service.api.limits import BodyBudget
 from service.codecs.v2 import PreparedOutput, shm_input, shm_output, write_shm_outputs
-from service.errors import InvalidInput, NotFound
+from service.errors import InvalidInput, NotFound, Overloaded
 from service.inference.shared_memory import RegionLookup, SharedMemoryRegistry
 from service.security.auth import Authenticator
 from service.security.shared_memory_access import SharedMemoryAccess
@@ -137,3 +138,21 @@ def test_outputs_are_all_checked_before_any_is_written(registry: SharedMemoryReg
     registry.unregister("r")  # while a response that names it is being encoded
     with pytest.raises(InvalidInput, match="was unregistered"):
         write_shm_outputs([fits])
+
+
+def test_copies_share_the_workers_inflight_budget(registry: SharedMemoryRegistry) -> None:
+    """On HTTP the bytes copied out of regions are reserved in MAX_INFLIGHT_BODY_BYTES until the reply is built."""
+    registry.register("r", "/obj", 0, 64)
+    access = SharedMemoryAccess(registry, enabled=True, workers=1, auth=Authenticator(registry=None, admin_token=None))
+    budget = BodyBudget(100)
+    first, second = access.for_request(lambda: "::1", budget), access.for_request(lambda: "::1", budget)
+    shm_input(first, "x", "INT32", (16,), "r", 64, 0)
+    assert budget.used == 64
+    with pytest.raises(Overloaded, match="server busy"):
+        shm_input(second, "x", "INT32", (16,), "r", 64, 0)
+    first.release()
+    second.release()  # took nothing
+    assert budget.used == 0
+    shm_input(second, "x", "INT32", (16,), "r", 64, 0)
+    second.release()
+    assert budget.used == 0
