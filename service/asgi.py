@@ -91,7 +91,7 @@ class ModelportASGI:
             return
         if fast is not None:
             # the lean path passes the request id to its few log calls instead of binding contextvars
-            await self._fast(route, fast, receive, send, headers, request_id)
+            await self._fast(route, fast, scope, receive, send, headers, request_id)
             return
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -104,11 +104,20 @@ class ModelportASGI:
         await self.inner(scope, receive, send_with_id)
 
     async def _fast(
-        self, route: Route, match: re.Match[str], receive: Receive, send: Send, headers: dict[str, str], request_id: str
+        self,
+        route: Route,
+        match: re.Match[str],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        request_id: str,
     ) -> None:
         model = unquote(match.group(1))
         version = unquote(match.group(2)) if match.group(2) is not None else None
-        reply = await self.inference.serve(route, model, version, receive, headers, request_id)
+        client = scope.get("client")
+        peer = client[0] if client else None
+        reply = await self.inference.serve(route, model, version, receive, headers, request_id, peer)
         await self._send_reply(send, reply, request_id)
 
     @staticmethod

@@ -21,7 +21,9 @@ from service.errors import InvalidInput, Overloaded, PayloadTooLarge
 from service.exception_handlers import error_reply
 from service.inference.admission import Admission
 from service.inference.dataplane import DataPlane, InferCall, InferResult
+from service.inference.shared_memory import RegionLookup
 from service.plugins import TensorSpec
+from service.security.shared_memory_access import SharedMemoryAccess
 
 __all__ = ("InferenceHTTP", "Reply")
 
@@ -51,8 +53,10 @@ class InferenceHTTP:
         max_inflight_body_bytes: int = 0,
         admission: Admission | None = None,
         compression_min_bytes: int = 1024,
+        shared_memory: SharedMemoryAccess | None = None,
     ) -> None:
         self._dataplane = dataplane
+        self._shared_memory = shared_memory
         self._max_body = max_body_bytes
         self._compression_min = compression_min_bytes
         self.budget = BodyBudget(max_inflight_body_bytes or 4 * max_body_bytes)
@@ -68,8 +72,12 @@ class InferenceHTTP:
         receive: Receive,
         headers: Mapping[str, str],
         request_id: str,
+        peer: str | None = "",
     ) -> Reply:
-        """Read the body under the cap and answer one inference request: the entry point of both paths."""
+        """Read the body under the cap and answer one inference request: the entry point of both paths.
+
+        ``peer`` is the client's host address (None: unknown), for the shared-memory extension's rule.
+        """
         if self._admission is not None:
             refused = self._admission.refusal(model, version, headers.get("x-routing-key"))
             if refused is not None:  # the engine's queue is full: refuse before reading or decoding anything
@@ -81,11 +89,17 @@ class InferenceHTTP:
         except (PayloadTooLarge, InvalidInput) as exc:
             status, payload, extra = error_reply(exc, request_id)
             return Reply(status, payload, extra)
-        handler = self.v2_infer if route == "v2_infer" else self.v1_predict
+        regions = None
+        if self._shared_memory is not None and route == "v2_infer":  # tensors copied out of regions share the budget
+            regions = self._shared_memory.for_request(lambda: peer, self.budget)
         try:
-            return await handler(model, version, body, headers, request_id)
+            if route == "v2_infer":
+                return await self.v2_infer(model, version, body, headers, request_id, regions)
+            return await self.v1_predict(model, version, body, headers, request_id)
         finally:
             self.budget.give(len(body))
+            if regions is not None:
+                regions.release()
 
     def _refuse_unread(
         self, call: InferCall, refused: tuple[str | None, Overloaded], headers: Mapping[str, str] | None
@@ -104,11 +118,20 @@ class InferenceHTTP:
         return reply
 
     async def v2_infer(
-        self, model: str, version: str | None, body: bytes, headers: Mapping[str, str], request_id: str
+        self,
+        model: str,
+        version: str | None,
+        body: bytes,
+        headers: Mapping[str, str],
+        request_id: str,
+        shared_memory: RegionLookup | None = None,
     ) -> Reply:
+        """``shared_memory``: the regions this request may name (None: the extension is not served here)."""
         call = InferCall(model, version, "v2_infer", request_id, (), routing_key=headers.get("x-routing-key"))
         try:
-            request = decode_infer_request(await self._plain(body, headers), header_length=header_length(headers))
+            request = decode_infer_request(
+                await self._plain(body, headers), header_length=header_length(headers), shared_memory=shared_memory
+            )
         except Exception as exc:  # noqa: BLE001 - every failure is an {"error": ...} reply
             self._dataplane.reject(call, exc)
             return _error(exc, call)

@@ -110,7 +110,13 @@ def test_health_metadata_and_config(client: grpcclient.InferenceServerClient) ->
     assert not client.is_model_ready("nope") and not client.is_model_ready("simple", "9")
     server = client.get_server_metadata(as_json=True)
     assert server["name"] == "modelport"
-    assert set(server["extensions"]) == {"classification", "model_configuration", "model_repository", "statistics"}
+    assert set(server["extensions"]) == {
+        "classification",
+        "model_configuration",
+        "model_repository",
+        "statistics",
+        "system_shared_memory",
+    }
     meta = client.get_model_metadata("simple", as_json=True)
     assert meta["versions"] == ["1"] and meta["platform"] == "onnxruntime_onnx"
     assert meta["inputs"][0] == {"name": "INPUT0", "datatype": "INT32", "shape": ["-1", "16"]}
@@ -310,9 +316,8 @@ def test_error_codes(stub: Any) -> None:
     assert "sequence batching is not supported" in refused.value.details()
     shm = _typed_request()
     shm.inputs[0].parameters["shared_memory_region"].string_param = "region"
-    assert _code(lambda: stub.ModelInfer(shm)) == grpc.StatusCode.UNIMPLEMENTED
+    assert _code(lambda: stub.ModelInfer(shm)) == grpc.StatusCode.INVALID_ARGUMENT  # tests/.../test_shared_memory.py
     for call in (
-        lambda: stub.SystemSharedMemoryRegister(pb.SystemSharedMemoryRegisterRequest(name="r", key="/r", byte_size=8)),
         lambda: stub.CudaSharedMemoryStatus(pb.CudaSharedMemoryStatusRequest()),
         lambda: stub.TraceSetting(pb.TraceSettingRequest()),
         lambda: stub.LogSettings(pb.LogSettingsRequest()),

@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 
 from service.api.grpc._protocol import SERVICE, Context, pb
 from service.api.grpc.service import InferenceService
+from service.api.grpc.shared_memory import SHARED_MEMORY_RPCS, SharedMemoryService
 from service.errors import NotImplementedFeature
 from service.inference.repository import ModelRepository
 from service.runtime import Runtime
@@ -41,9 +42,6 @@ _UNARY = (
     ("RepositoryModelUnload", pb.RepositoryModelUnloadRequest, pb.RepositoryModelUnloadResponse),
 )
 _UNIMPLEMENTED = {
-    "SystemSharedMemoryStatus": "the system shared-memory extension is not supported: send tensors in the request",
-    "SystemSharedMemoryRegister": "the system shared-memory extension is not supported: send tensors in the request",
-    "SystemSharedMemoryUnregister": "the system shared-memory extension is not supported: send tensors in the request",
     "CudaSharedMemoryStatus": "the CUDA shared-memory extension is not supported: send tensors in the request",
     "CudaSharedMemoryRegister": "the CUDA shared-memory extension is not supported: send tensors in the request",
     "CudaSharedMemoryUnregister": "the CUDA shared-memory extension is not supported: send tensors in the request",
@@ -52,8 +50,11 @@ _UNIMPLEMENTED = {
 }
 
 
-def _unary(service: InferenceService, name: str, request_type: Any, response_type: Any) -> grpc.RpcMethodHandler:
-    method: Callable[[Any, Context], Awaitable[Any]] = getattr(service, name)
+def _unary(
+    service: InferenceService, name: str, request_type: Any, response_type: Any, owner: object = None
+) -> grpc.RpcMethodHandler:
+    """The handler of RPC ``name``: the method of that name on ``owner`` (default: ``service``)."""
+    method: Callable[[Any, Context], Awaitable[Any]] = getattr(owner or service, name)
     type_name = request_type.DESCRIPTOR.name
 
     async def handle(raw: bytes, context: Context) -> Any:
@@ -87,9 +88,15 @@ def _stream(service: InferenceService) -> grpc.RpcMethodHandler:
     )
 
 
-def method_handlers(service: InferenceService) -> dict[str, grpc.RpcMethodHandler]:
+def method_handlers(service: InferenceService, shared_memory: SharedMemoryService) -> dict[str, grpc.RpcMethodHandler]:
     """Every RPC of ``inference.GRPCInferenceService``, by method name."""
     handlers = {name: _unary(service, name, request, response) for name, request, response in _UNARY}
+    handlers.update(
+        {
+            name: _unary(service, name, request, response, shared_memory)
+            for name, request, response in SHARED_MEMORY_RPCS
+        }
+    )
     handlers["ModelStreamInfer"] = _stream(service)
     handlers.update({name: _refused(service, message) for name, message in _UNIMPLEMENTED.items()})
     return handlers
@@ -121,6 +128,7 @@ class GrpcServer:
             repository=repository,
             auth=runtime.auth,
             queue_timeout_ms=settings.queue_timeout_ms,
+            shared_memory=runtime.shared_memory,
         )
         server = grpc.aio.server(
             options=(
@@ -129,7 +137,7 @@ class GrpcServer:
                 ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
             )
         )
-        handlers = method_handlers(service)
+        handlers = method_handlers(service, SharedMemoryService(runtime.shared_memory))
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
         server.add_registered_method_handlers(SERVICE, handlers)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
