@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from service.api.http_body import Receive, header_length, plain_body, read_body
-from service.api.limits import BodyBudget
+from service.api.limits import BodyBudget, Reservation
 from service.codecs.v1 import decode_predict_request, encode_predict_response
 from service.codecs.v2 import DecodedTensor, decode_infer_request, encode_infer_response
 from service.errors import InvalidInput, Overloaded, PayloadTooLarge
@@ -28,6 +28,17 @@ _KEEP_ALIVE_UNREAD_BYTES = 64 * 1024
 """A refused request whose unread body is at most this keeps its connection (no reconnect under overload)."""
 _INLINE_INFLATE_BYTES = 64 * 1024
 """Compressed bodies up to this size inflate inline (microseconds); larger ones in a worker thread."""
+
+
+@dataclass(slots=True)
+class _Incoming:
+    """One request as read: its body (reserved in the budget), headers and id, and the reservation for what the
+    body inflates to; ``serve`` gives both back once the request is answered."""
+
+    body: bytes
+    headers: Mapping[str, str]
+    request_id: str
+    inflated: Reservation
 
 
 @dataclass(slots=True)
@@ -79,9 +90,11 @@ class InferenceHTTP:
             status, payload, extra = error_reply(exc, request_id)
             return Reply(status, payload, extra)
         handler = self.v2_infer if route == "v2_infer" else self.v1_predict
+        incoming = _Incoming(body, headers, request_id, self.budget.reservation())
         try:
-            return await handler(model, version, body, headers, request_id)
+            return await handler(model, version, incoming)
         finally:
+            incoming.inflated.release()  # what a compressed body inflated to, held as long as the body
             self.budget.give(len(body))
 
     def _refuse_unread(
@@ -100,12 +113,11 @@ class InferenceHTTP:
             reply.headers["Connection"] = "close"
         return reply
 
-    async def v2_infer(
-        self, model: str, version: str | None, body: bytes, headers: Mapping[str, str], request_id: str
-    ) -> Reply:
-        call = InferCall(model, version, "v2_infer", request_id, (), routing_key=headers.get("x-routing-key"))
+    async def v2_infer(self, model: str, version: str | None, incoming: _Incoming) -> Reply:
+        headers = incoming.headers
+        call = InferCall(model, version, "v2_infer", incoming.request_id, (), routing_key=headers.get("x-routing-key"))
         try:
-            request = decode_infer_request(await self._plain(body, headers), header_length=header_length(headers))
+            request = decode_infer_request(await self._plain(incoming), header_length=header_length(headers))
         except Exception as exc:  # noqa: BLE001 - every failure is an {"error": ...} reply
             self._dataplane.reject(call, exc)
             return _error(exc, call)
@@ -133,21 +145,19 @@ class InferenceHTTP:
         except Exception as exc:  # noqa: BLE001
             return _error(exc, call)
 
-    async def v1_predict(
-        self, model: str, version: str | None, body: bytes, headers: Mapping[str, str], request_id: str
-    ) -> Reply:
+    async def v1_predict(self, model: str, version: str | None, incoming: _Incoming) -> Reply:
         call = InferCall(
             model,
             version,
             "v1_predict",
-            request_id,
+            incoming.request_id,
             (),
-            routing_key=headers.get("x-routing-key"),
+            routing_key=incoming.headers.get("x-routing-key"),
             timeout_s=self._default_timeout_s,
             postprocess=True,
         )
         try:
-            plain = await self._plain(body, headers)
+            plain = await self._plain(incoming)
         except Exception as exc:  # noqa: BLE001
             self._dataplane.reject(call, exc)
             return _error(exc, call)
@@ -173,12 +183,14 @@ class InferenceHTTP:
         except Exception as exc:  # noqa: BLE001
             return _error(exc, call)
 
-    async def _plain(self, body: bytes, headers: Mapping[str, str]) -> bytes | memoryview:
+    async def _plain(self, incoming: _Incoming) -> bytes | memoryview:
         """The body ready for a codec; a large compressed one is inflated in a worker thread, so that up to
-        ``MAX_BODY_BYTES`` of output never holds the event loop (and every other request) meanwhile."""
+        ``MAX_BODY_BYTES`` of output never holds the event loop (and every other request) meanwhile. Inflated
+        bytes are reserved in the in-flight budget as they are produced (503 once it is exhausted)."""
+        body, headers, reserve = incoming.body, incoming.headers, incoming.inflated.take
         if len(body) > _INLINE_INFLATE_BYTES and headers.get("content-encoding"):
-            return await asyncio.to_thread(plain_body, body, headers, self._max_body)
-        return plain_body(body, headers, self._max_body)
+            return await asyncio.to_thread(plain_body, body, headers, self._max_body, reserve)
+        return plain_body(body, headers, self._max_body, reserve)
 
 
 def _error(exc: BaseException, call: InferCall) -> Reply:

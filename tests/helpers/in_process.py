@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from service.app import create_app
+from service.asgi import ModelportASGI
 from service.settings import Settings
 
 __all__ = ("LoopClient", "serve_in_process")
@@ -21,6 +22,7 @@ class LoopClient(NamedTuple):
 
     loop: asyncio.AbstractEventLoop
     client: httpx.AsyncClient
+    app: ModelportASGI
 
     def request(
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
@@ -40,7 +42,7 @@ def serve_in_process(settings: Settings) -> Iterator[LoopClient]:
         loop.run_until_complete(app.runtime.start())
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
         try:
-            yield LoopClient(loop, client)
+            yield LoopClient(loop, client, app)
         finally:
             loop.run_until_complete(client.aclose())
             loop.run_until_complete(app.runtime.stop())
