@@ -114,7 +114,9 @@ class ArtifactStore:
         block raises (the artifact fails its checks or smoke test, the row cannot commit), the blob is removed
         again, unless ``referenced(sha256)`` says a version row points at it (the same bytes registered before)
         or another registration holds it pinned (it will commit a row or take the blob back itself). So a
-        refused upload leaves nothing in the store beyond its request, and a concurrent one is never robbed.
+        refused upload leaves nothing in the local store beyond its request, and a concurrent one is never robbed.
+        With a bucket as the store of record only this replica's copy goes: the pin cannot see registrations on
+        other replicas, so the object is left to ``modelport gc``.
         """
         pins: list[int] = []
         chunks = _file_chunks(artifact) if isinstance(artifact, Path) else artifact
@@ -177,7 +179,9 @@ class ArtifactStore:
                 if await referenced(sha256):
                     _log.info("artifact_kept", sha256=sha256[:12], reason="a version references it")
                     return
-                if await asyncio.to_thread(self._blobs.delete, sha256, older_than_s=0.0):
+                # a bucket is shared by replicas whose registrations this pin does not see: there only this
+                # replica's copy goes, and the object is left to `modelport gc` (its age guard covers them)
+                if await asyncio.to_thread(self._dir.delete, sha256, older_than_s=0.0):
                     _log.info("artifact_discarded", sha256=sha256[:12], reason="its registration was refused")
             finally:
                 os.close(fd)
