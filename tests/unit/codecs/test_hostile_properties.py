@@ -33,7 +33,7 @@ from tests.helpers.hostile import Lit, Pairs, Wire, instances, json_values, rend
 
 MAX_BODY = 1 << 20
 HOSTILE = settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+    max_examples=70, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )
 
 

@@ -28,7 +28,7 @@ from tests.helpers.in_process import LoopClient, serve_in_process
 
 TOKEN = "hostile-admin-token-0123456789abc"
 ADMIN_BODIES = settings(
-    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )
 
 

@@ -29,7 +29,7 @@ from tests.helpers.in_process import LoopClient, serve_in_process
 
 ADMIN = Principal(name="test", scopes=frozenset({"admin", "read"}))
 THROUGH_THE_APP = settings(
-    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )
 
 
