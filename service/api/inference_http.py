@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from service.api.http_body import Receive, header_length, plain_body, read_body
-from service.api.limits import BodyBudget
+from service.api.limits import BodyBudget, Reservation
 from service.api.response_compression import INLINE_COMPRESS_BYTES, accepted_coding, compress
 from service.codecs.v1 import decode_predict_request, encode_predict_response
 from service.codecs.v2 import DecodedTensor, decode_infer_request, encode_infer_response
@@ -31,6 +31,17 @@ _KEEP_ALIVE_UNREAD_BYTES = 64 * 1024
 """A refused request whose unread body is at most this keeps its connection (no reconnect under overload)."""
 _INLINE_INFLATE_BYTES = 64 * 1024
 """Compressed bodies up to this size inflate inline (microseconds); larger ones in a worker thread."""
+
+
+@dataclass(slots=True)
+class _Incoming:
+    """One request as read: its body (reserved in the budget), headers and id, and the reservation for what the
+    body inflates to; ``serve`` gives both back once the request is answered."""
+
+    body: bytes
+    headers: Mapping[str, str]
+    request_id: str
+    inflated: Reservation
 
 
 @dataclass(slots=True)
@@ -92,11 +103,13 @@ class InferenceHTTP:
         regions = None
         if self._shared_memory is not None and route == "v2_infer":  # tensors copied out of regions share the budget
             regions = self._shared_memory.for_request(lambda: peer, self.budget)
+        incoming = _Incoming(body, headers, request_id, self.budget.reservation())
         try:
             if route == "v2_infer":
-                return await self.v2_infer(model, version, body, headers, request_id, regions)
-            return await self.v1_predict(model, version, body, headers, request_id)
+                return await self.v2_infer(model, version, incoming, regions)
+            return await self.v1_predict(model, version, incoming)
         finally:
+            incoming.inflated.release()  # what a compressed body inflated to, held as long as the body
             self.budget.give(len(body))
             if regions is not None:
                 regions.release()
@@ -118,19 +131,14 @@ class InferenceHTTP:
         return reply
 
     async def v2_infer(
-        self,
-        model: str,
-        version: str | None,
-        body: bytes,
-        headers: Mapping[str, str],
-        request_id: str,
-        shared_memory: RegionLookup | None = None,
+        self, model: str, version: str | None, incoming: _Incoming, shared_memory: RegionLookup | None = None
     ) -> Reply:
         """``shared_memory``: the regions this request may name (None: the extension is not served here)."""
-        call = InferCall(model, version, "v2_infer", request_id, (), routing_key=headers.get("x-routing-key"))
+        headers = incoming.headers
+        call = InferCall(model, version, "v2_infer", incoming.request_id, (), routing_key=headers.get("x-routing-key"))
         try:
             request = decode_infer_request(
-                await self._plain(body, headers), header_length=header_length(headers), shared_memory=shared_memory
+                await self._plain(incoming), header_length=header_length(headers), shared_memory=shared_memory
             )
         except Exception as exc:  # noqa: BLE001 - every failure is an {"error": ...} reply
             self._dataplane.reject(call, exc)
@@ -163,21 +171,19 @@ class InferenceHTTP:
             return reply
         return await _compressed(reply, accept)
 
-    async def v1_predict(
-        self, model: str, version: str | None, body: bytes, headers: Mapping[str, str], request_id: str
-    ) -> Reply:
+    async def v1_predict(self, model: str, version: str | None, incoming: _Incoming) -> Reply:
         call = InferCall(
             model,
             version,
             "v1_predict",
-            request_id,
+            incoming.request_id,
             (),
-            routing_key=headers.get("x-routing-key"),
+            routing_key=incoming.headers.get("x-routing-key"),
             timeout_s=self._default_timeout_s,
             postprocess=True,
         )
         try:
-            plain = await self._plain(body, headers)
+            plain = await self._plain(incoming)
         except Exception as exc:  # noqa: BLE001
             self._dataplane.reject(call, exc)
             return _error(exc, call)
@@ -203,12 +209,14 @@ class InferenceHTTP:
         except Exception as exc:  # noqa: BLE001
             return _error(exc, call)
 
-    async def _plain(self, body: bytes, headers: Mapping[str, str]) -> bytes | memoryview:
+    async def _plain(self, incoming: _Incoming) -> bytes | memoryview:
         """The body ready for a codec; a large compressed one is inflated in a worker thread, so that up to
-        ``MAX_BODY_BYTES`` of output never holds the event loop (and every other request) meanwhile."""
+        ``MAX_BODY_BYTES`` of output never holds the event loop (and every other request) meanwhile. Inflated
+        bytes are reserved in the in-flight budget as they are produced (503 once it is exhausted)."""
+        body, headers, reserve = incoming.body, incoming.headers, incoming.inflated.take
         if len(body) > _INLINE_INFLATE_BYTES and headers.get("content-encoding"):
-            return await asyncio.to_thread(plain_body, body, headers, self._max_body)
-        return plain_body(body, headers, self._max_body)
+            return await asyncio.to_thread(plain_body, body, headers, self._max_body, reserve)
+        return plain_body(body, headers, self._max_body, reserve)
 
 
 async def _compressed(reply: Reply, accept_encoding: str) -> Reply:

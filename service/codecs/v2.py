@@ -37,7 +37,7 @@ import math
 import struct
 import sys
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, NamedTuple
 
 import msgspec
@@ -188,21 +188,29 @@ _LE_DTYPES: dict[str, np.dtype[Any]] = {
 # -- request ----------------------------------------------------------------------------------------------
 
 
-def decompress_body(body: bytes | memoryview, content_encoding: str | None, *, max_bytes: int) -> bytes | memoryview:
+def decompress_body(
+    body: bytes | memoryview,
+    content_encoding: str | None,
+    *,
+    max_bytes: int,
+    reserve: Callable[[int], None] | None = None,
+) -> bytes | memoryview:
     """The body with its ``Content-Encoding`` (gzip, deflate, identity) undone, never over ``max_bytes``.
 
-    Decompression stops as soon as the output passes ``max_bytes`` (a zip bomb costs at most that much
-    memory). Raises PayloadTooLarge beyond the cap, UnsupportedMediaType for other codings and
-    InvalidInput for corrupt or truncated streams.
+    Output is produced in steps of at most 1 MiB and ``reserve(n)`` is called with each step's size before the
+    step is kept, so a caller's memory budget counts the inflated bytes as they appear and can stop inflation by
+    raising (``service.api.limits.Reservation.take``). Decompression stops as soon as the output passes
+    ``max_bytes`` (a zip bomb costs at most that much memory). Raises PayloadTooLarge beyond the cap,
+    UnsupportedMediaType for other codings and InvalidInput for corrupt or truncated streams.
     """
     codings = [c.strip().lower() for c in (content_encoding or "").split(",")]
     codings = [c for c in codings if c and c != "identity"]
     for coding in reversed(codings):
         if coding in ("gzip", "x-gzip"):
-            body = _inflate(body, 16 + zlib.MAX_WBITS, max_bytes, "gzip", members=True)
+            body = _inflate(body, 16 + zlib.MAX_WBITS, max_bytes, "gzip", members=True, reserve=reserve)
         elif coding == "deflate":  # zlib-wrapped as HTTP says; some clients send raw deflate
             wbits = zlib.MAX_WBITS if _has_zlib_header(body) else -zlib.MAX_WBITS
-            body = _inflate(body, wbits, max_bytes, "deflate", members=False)
+            body = _inflate(body, wbits, max_bytes, "deflate", members=False, reserve=reserve)
         else:
             raise UnsupportedMediaType(
                 f"unsupported Content-Encoding '{coding[:32]}': send the body plain or with gzip or deflate"
@@ -222,31 +230,60 @@ def _has_zlib_header(data: bytes | memoryview) -> bool:
 MAX_GZIP_MEMBERS = 64
 """Concatenated gzip members accepted in one body. Clients send one; each further member costs a copy of the
 rest of the body, so thousands of empty members would make inflating quadratic."""
+_INFLATE_STEP = 1 << 20
+"""Inflated bytes produced (and reserved) per step."""
 
 
-def _inflate(data: bytes | memoryview, wbits: int, max_bytes: int, name: str, *, members: bool) -> bytes:
-    chunks: list[bytes] = []
+def _inflate(
+    data: bytes | memoryview,
+    wbits: int,
+    max_bytes: int,
+    name: str,
+    *,
+    members: bool,
+    reserve: Callable[[int], None] | None,
+) -> bytes | memoryview:
+    first: bytes | None = None
+    out: bytearray | None = None  # grows in place (mremap), so the output is held once, not once more to join it
     size = 0
+    count = 0
     while True:
-        if len(chunks) == MAX_GZIP_MEMBERS:
+        count += 1
+        if count > MAX_GZIP_MEMBERS:
             raise InvalidInput(f"{name} request body has more than {MAX_GZIP_MEMBERS} members")
         inflater = zlib.decompressobj(wbits)
-        try:
-            chunk = inflater.decompress(data, max_bytes - size + 1)
-        except zlib.error as exc:
-            raise InvalidInput(f"corrupt {name} request body: {exc}") from None
-        size += len(chunk)
-        if size > max_bytes or inflater.unconsumed_tail:
-            raise PayloadTooLarge(f"decompressed request body exceeds the limit of {max_bytes} bytes")
+        pending: bytes | memoryview = data
+        while True:
+            limit = min(_INFLATE_STEP, max_bytes - size + 1)
+            try:
+                chunk = inflater.decompress(pending, limit)
+            except zlib.error as exc:
+                raise InvalidInput(f"corrupt {name} request body: {exc}") from None
+            if chunk:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(f"decompressed request body exceeds the limit of {max_bytes} bytes")
+                if reserve is not None:
+                    reserve(len(chunk))
+                if first is None:
+                    first = chunk
+                else:
+                    if out is None:
+                        out, first = bytearray(first), b""
+                    out += chunk
+            pending = inflater.unconsumed_tail
+            if inflater.eof or (not pending and len(chunk) < limit):
+                break
         if not inflater.eof:
             raise InvalidInput(f"truncated {name} request body")
-        chunks.append(chunk)
         data = inflater.unused_data
         if not data:
             break
         if not members:
             raise InvalidInput(f"{len(data)} unexpected bytes after the end of the {name} stream")
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if out is not None:
+        return memoryview(out)
+    return first if first is not None else b""
 
 
 def decode_infer_request(

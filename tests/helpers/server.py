@@ -18,6 +18,28 @@ from typing import Any
 import httpx
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+SMALL_LIMITS = {
+    "MODELPORT_MAX_HEADER_BYTES": "8192",
+    "MODELPORT_MAX_HEADER_FIELD_BYTES": "4096",
+    "MODELPORT_HEADER_TIMEOUT_S": "1",
+    "MODELPORT_BODY_IDLE_TIMEOUT_S": "1",
+    "MODELPORT_KEEP_ALIVE_TIMEOUT_S": "1",
+    "MODELPORT_MAX_CONNECTIONS": "1000",
+    "MODELPORT_MAX_BODY_BYTES": str(4 << 20),
+    "MODELPORT_MAX_INFLIGHT_BODY_BYTES": str(8 << 20),
+}
+"""Connection limits small enough that tests of them take seconds (``run_server(extra_env=...)``)."""
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends on a raw socket until it closes (or the socket's timeout)."""
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return data
 
 
 def free_port() -> int:
