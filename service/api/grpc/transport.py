@@ -447,7 +447,6 @@ class _Connection(asyncio.Protocol):
             if not waiter.done():
                 waiter.set_result(None)
         self._drain_waiters.clear()
-        self._edge.connection_closed()
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -608,6 +607,8 @@ class _Connection(asyncio.Protocol):
         end_stream = bool(flags & _END_STREAM)
         stream = self._streams.get(stream_id)
         if stream is not None:  # trailers from the client
+            if stream.remote_closed:
+                raise _ProtocolError(_PROTOCOL_ERROR, "HEADERS on a stream the client had ended")
             if not end_stream:
                 raise _ProtocolError(_PROTOCOL_ERROR, "a second header block without END_STREAM")
             self._end_of_request(stream_id, stream)
@@ -741,8 +742,15 @@ class _Connection(asyncio.Protocol):
                 self._finished(stream_id, stream)
                 return
             requests = call.requests
-            if requests is None or len(body) < 5 + length:
-                return  # a unary call's message is taken whole at the end of the stream
+            if requests is None:  # a unary call's message is taken whole at the end of the stream
+                if len(body) > 5 + length:
+                    stream.refused = True
+                    body.clear()
+                    call.finish(grpc.StatusCode.INTERNAL, "a unary call must carry exactly one message")
+                    self._finished(stream_id, stream)
+                return
+            if len(body) < 5 + length:
+                return
             message = bytes(body[5 : 5 + length])
             del body[: 5 + length]
             decoded = self._decode(stream_id, stream, compressed, message)
@@ -979,12 +987,6 @@ class _Connection(asyncio.Protocol):
     def _maybe_close(self) -> None:
         if self._going_away and not self._streams:
             self._close()
-        if not self._streams:
-            self._edge.connection_idle()
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._streams)
 
     def go_away(self) -> None:
         """No new streams (GOAWAY NO_ERROR naming the last one we take); closes once the open ones end."""
@@ -1038,7 +1040,6 @@ class GrpcEdge:
         self.connections: set[_Connection] = set()
         self.draining = False
         self._server: asyncio.AbstractServer | None = None
-        self._idle = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def bind(self, host: str, port: int, *, reuse_port: bool) -> int:
@@ -1082,24 +1083,20 @@ class GrpcEdge:
         else:
             call.finish(grpc.StatusCode.OK)
 
-    def connection_idle(self) -> None:
-        if self.draining and not any(connection.busy for connection in self.connections):
-            self._idle.set()
-
-    def connection_closed(self) -> None:
-        self.connection_idle()
-
     async def stop(self, grace_s: float) -> None:
-        """Refuse new connections and streams, give calls in flight ``grace_s``, then cancel the rest."""
+        """Refuse new connections and streams, give the calls in flight ``grace_s``, then cancel the rest."""
         self.draining = True
         if self._server is not None:
             self._server.close()
         for connection in list(self.connections):
             connection.go_away()
-        self.connection_idle()
-        if any(connection.busy for connection in self.connections):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), grace_s)
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        await asyncio.sleep(0)  # the last answers' write
         for connection in list(self.connections):
             connection.abort()
         if self._server is not None:
