@@ -80,7 +80,8 @@ _MAX_HEADER_LIST = 1 << 16
 _HEADER_CACHE = 64
 """Decoded header blocks one connection remembers (see ``_Connection._decode_headers``)."""
 _MAX_PING_FLOOD = 10_000
-"""PINGs and SETTINGS a connection may send in a row without a request between them before we go away."""
+"""PINGs and SETTINGS a connection may send in a row without request headers or data between them before we go
+away (ENHANCE_YOUR_CALM)."""
 
 # -- gRPC ---------------------------------------------------------------------------------------------------------
 _RESERVED = frozenset(("te", "content-type", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding"))
@@ -700,6 +701,7 @@ class _Connection(asyncio.Protocol):
 
     def _on_data(self, flags: int, stream_id: int, payload: memoryview) -> None:
         size = len(payload)
+        self._pings = 0  # a long stream's data comes with the client's BDP pings: they are not a flood
         self._unacked += size
         if self._unacked >= _CONNECTION_WINDOW // 2:
             self._frame(_WINDOW_UPDATE, 0, 0, struct.pack(">L", self._unacked))
