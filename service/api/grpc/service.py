@@ -106,7 +106,7 @@ class InferenceService:
         if version is not None:
             await context.send_initial_metadata((("x-model-version", version), ("x-request-id", request_id)))
         await context.abort(code, message, trailing)
-        raise AssertionError("grpc.aio's abort always raises")
+        raise AssertionError("abort always raises")
 
     # -- health and metadata ----------------------------------------------------------------------------
     async def ServerLive(self, request: Any, context: Context) -> Any:
@@ -175,8 +175,9 @@ class InferenceService:
             request.model_name, request.model_version or None, "grpc_infer", meta.request_id, (), meta.routing_key
         )
         try:
-            # shielded: a client that goes away does not cancel work mid-pipeline (nor count as our fault)
-            response = await asyncio.shield(self._detach(self._infer(request, call, context)))
+            # never cancelled by the edge: a client that goes away does not stop work mid-pipeline (nor count as
+            # our fault); its answer is dropped (service.api.grpc.transport)
+            response = await self._infer(request, call, context)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status
             await self.fail(context, exc, meta.request_id, call.served_version)
         await context.send_initial_metadata(
