@@ -3,18 +3,22 @@
 The scripts ship inside the package (``registry_db/migrations``: ``env.py``, ``script.py.mako``,
 ``versions/``), so an installed wheel can migrate without a checkout; the repository's top-level
 ``alembic/`` is a symlink to the same folder and ``alembic.ini`` points there too.
+
+Alembic itself is imported only to change the schema: the start-up check (``current_async``, ``head_revision``)
+reads the version table with plain SQL and the head from the scripts' headers, so a server already at head never
+loads it (about 10 MB of resident memory for the life of the process).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from registry_db.errors import DatabaseUnavailable
@@ -33,10 +37,17 @@ __all__ = (
 )
 
 SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
+_REVISION = re.compile(r'^revision: str = "([^"]+)"', re.M)
+_DOWN_REVISION = re.compile(r'^down_revision: str \| None = (?:"([^"]+)"|None)', re.M)
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 
 def alembic_config(url: str | None = None) -> Config:
     """An Alembic config for the packaged scripts; ``url`` is handed to ``env.py`` in memory, never logged."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(SCRIPT_LOCATION))
     if url:
@@ -44,10 +55,22 @@ def alembic_config(url: str | None = None) -> Config:
     return cfg
 
 
+@cache
 def head_revision() -> str:
-    """The newest revision in the scripts (several heads would be a bug, and are joined with commas)."""
-    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
-    return heads[0] if len(heads) == 1 else ",".join(sorted(heads))
+    """The newest revision in the scripts (several heads would be a bug, and are joined with commas), read from
+    the headers every script carries (``revision: str = "..."``, ``down_revision: ...``), as Alembic reads them."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in (SCRIPT_LOCATION / "versions").glob("*.py"):
+        source = script.read_text(encoding="utf-8")
+        found, down = _REVISION.search(source), _DOWN_REVISION.search(source)
+        if found is None or down is None:
+            raise RuntimeError(f"migration script {script.name} has no revision / down_revision header")
+        revisions.add(found.group(1))
+        if down.group(1):
+            parents.add(down.group(1))
+    heads = sorted(revisions - parents)
+    return heads[0] if len(heads) == 1 else ",".join(heads)
 
 
 async def _on_connection(url: str, work: Callable[[Connection], object], *, commit: bool) -> object:
@@ -72,6 +95,8 @@ async def upgrade_async(url: str, revision: str = "head") -> None:
     cfg = alembic_config(url)
 
     def run(connection: Connection) -> None:
+        from alembic import command
+
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)
 
@@ -83,6 +108,8 @@ async def downgrade_async(url: str, revision: str = "base") -> None:
     cfg = alembic_config(url)
 
     def run(connection: Connection) -> None:
+        from alembic import command
+
         cfg.attributes["connection"] = connection
         command.downgrade(cfg, revision)
 
@@ -93,7 +120,10 @@ async def current_async(url: str) -> str | None:
     """The revision the database is at (None when never migrated)."""
 
     def run(connection: Connection) -> str | None:
-        return MigrationContext.configure(connection).get_current_revision()
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        versions = sorted(row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version")))
+        return ",".join(versions) if versions else None
 
     result = await _on_connection(url, run, commit=False)
     return result if isinstance(result, str) else None

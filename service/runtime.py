@@ -105,19 +105,15 @@ class Runtime:
     async def start(self) -> None:
         """Open the registry (migrating embedded SQLite), load and warm routed engines, then report ready."""
         url = self.settings.resolved_database_url
-        if url.startswith("sqlite"):
-            from registry_db.migrate import upgrade_async
+        current = await current_async(url)
+        if current != head_revision() and url.startswith("sqlite"):
+            from registry_db.migrate import upgrade_async  # Alembic is loaded only when there is work for it
 
             await upgrade_async(url)
-        else:
-            current = await current_async(url)
-            if current != head_revision():
-                _log.warning(
-                    "registry_schema_not_at_head",
-                    current=current,
-                    head=head_revision(),
-                    hint="run 'modelport db upgrade'",
-                )
+        elif current != head_revision():
+            _log.warning(
+                "registry_schema_not_at_head", current=current, head=head_revision(), hint="run 'modelport db upgrade'"
+            )
         budget = process_cpu_budget()
         self.metrics.cpu_budget.set(budget.cpus)
         _log.info(

@@ -20,6 +20,7 @@ from registry_db.errors import IntegrityError
 from registry_db.records import VersionRecord
 from service.errors import ArtifactRejected, EngineUnavailable
 from service.inference.batching import DynamicBatcher, QueuePressure
+from service.inference.heap import trim_heap
 from service.inference.loader import LoadedArtifact, load_engine
 from service.inference.processing import compile_postprocessor, compile_preprocessor
 from service.inference.validation import InputValidator
@@ -53,6 +54,14 @@ class ServedVersion:
     @property
     def key(self) -> VersionKey:
         return (self.record.model_name, self.record.version)
+
+
+def _close_and_trim(served: ServedVersion) -> None:
+    """Close an engine, then hand the memory it freed back to the OS (see :mod:`service.inference.heap`)."""
+    try:
+        served.engine.close()
+    finally:
+        trim_heap()
 
 
 class EnginePool:
@@ -236,7 +245,7 @@ class EnginePool:
             try:
                 await served.batcher.stop(self._settings.drain_timeout_s)
             finally:
-                await asyncio.to_thread(served.engine.close)
+                await asyncio.to_thread(_close_and_trim, served)
 
         task = asyncio.get_running_loop().create_task(stop())
         self._closing.add(task)

@@ -37,6 +37,22 @@ TABLES = {"models", "model_versions", "aliases", "traffic_splits", "api_keys", "
 def test_single_head() -> None:
     heads = ScriptDirectory.from_config(alembic_config()).get_heads()
     assert len(heads) == 1, heads
+    assert head_revision() == heads[0]  # the header scan the server starts with agrees with Alembic
+
+
+def test_a_server_start_at_head_does_not_load_alembic(tmp_path: Path) -> None:
+    """Alembic stays out of a running server's memory (~10 MB) unless the schema has to change."""
+    db = tmp_path / "registry.db"
+    url = f"sqlite+aiosqlite:///{db}"
+    asyncio.run(upgrade_async(url))
+    probe = (
+        "import asyncio, sys\n"
+        "from registry_db.migrate import current_async, head_revision\n"
+        f"assert asyncio.run(current_async({url!r})) == head_revision()\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "False", out.stderr
 
 
 def test_scripts_ship_inside_the_package() -> None:
