@@ -15,11 +15,8 @@ goes on.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
 import re
 from collections.abc import AsyncIterator
-from hashlib import blake2b
 from typing import Any, NoReturn
 
 from google.protobuf.message import DecodeError
@@ -32,6 +29,7 @@ from service.errors import EngineUnavailable, NotFound, NotImplementedFeature
 from service.inference.dataplane import DataPlane, InferCall
 from service.inference.repository import ModelRepository
 from service.plugins import TensorSpec
+from service.request_ids import RequestIds
 from service.security.auth import Authenticator
 from service.security.shared_memory_access import SharedMemoryAccess, grpc_peer_host
 
@@ -89,16 +87,12 @@ class InferenceService:
         self._repository = repository
         self._auth = auth
         self._default_timeout_s = queue_timeout_ms / 1000.0 if queue_timeout_ms > 0 else None
-        # as the HTTP edge: ids name predictions for outcome feedback, so a keyed hash of a counter, not guessable
-        self._id_prefix = f"g{os.urandom(4).hex()}"
-        self._id_key = os.urandom(16)
-        self._ids = itertools.count(1)
+        self._ids = RequestIds("g")  # as the HTTP edge's (ids name predictions for feedback), marked as gRPC's
         self._detached: set[asyncio.Task[Any]] = set()
         """Inference tasks a client stopped waiting for: they finish (and are observed) as on HTTP."""
 
     def metadata(self, context: Context) -> _Metadata:
-        digest = blake2b(next(self._ids).to_bytes(8, "little"), key=self._id_key, digest_size=8).hexdigest()
-        return _Metadata(context, self._id_prefix + digest)
+        return _Metadata(context, self._ids.next())
 
     async def fail(self, context: Context, exc: BaseException, request_id: str, version: str | None) -> NoReturn:
         """End the RPC with the status that mirrors ``exc``'s HTTP status."""
