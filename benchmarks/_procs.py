@@ -30,6 +30,7 @@ __all__ = (
     "cpu_busy",
     "wait_quiet",
     "Interference",
+    "tree_cpu_seconds",
 )
 
 
@@ -142,6 +143,11 @@ def _tree_cpu_ticks(root: int) -> int:
         rest = stat[stat.rfind(")") + 2 :].split()
         total += int(rest[11]) + int(rest[12])  # utime + stime, all threads
     return total
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU time (user + system, every thread) used so far by the live processes of ``root``'s tree, seconds."""
+    return _tree_cpu_ticks(root) / os.sysconf("SC_CLK_TCK")
 
 
 class Interference:

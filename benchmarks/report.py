@@ -58,8 +58,17 @@ PEER_PREFIXES = ("mlserver", "litserve")
 """Rows whose server starts with one of these are peers: modelport's V2 JSON rows are divided by theirs."""
 
 
+def _per_cpu(row: Row | None) -> float | None:
+    """Requests per second of server CPU time (req/s over the share of its core the server used): what a row
+    would do with the core to itself, a fairer comparison than req/s when other processes share that core."""
+    if row is None or not row.get("server_cpu"):
+        return None
+    return float(row["rps"]) / float(row["server_cpu"])
+
+
 def peer_ratios(rows: Sequence[Row], concurrencies: Sequence[int]) -> dict[str, Any]:
-    """Per peer row label and concurrency: modelport V2 JSON req/s over the peer's, and both p50s."""
+    """Per peer row label and concurrency: modelport V2 JSON req/s over the peer's (also per second of server
+    CPU), and both p50s and peak RSS."""
     out: dict[str, Any] = {}
     peers = dict.fromkeys(str(r["server"]) for r in rows if str(r["server"]).startswith(PEER_PREFIXES))
     for peer in peers:
@@ -72,6 +81,7 @@ def peer_ratios(rows: Sequence[Row], concurrencies: Sequence[int]) -> dict[str, 
                 "peer_rps": other["rps"],
                 "modelport_rps": _get(mp, "rps"),
                 "modelport_over_peer": _ratio(_get(mp, "rps"), other["rps"]),
+                "modelport_over_peer_per_cpu_s": _ratio(_per_cpu(mp), _per_cpu(other)),
                 "peer_p50_ms": other["p50_ms"],
                 "modelport_p50_ms": _get(mp, "p50_ms"),
                 "peer_rss_mb": other.get("peak_rss_mb"),
@@ -201,14 +211,14 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         out += [
             f"**modelport / {peer}, V2 JSON (MLP), same run**",
             "",
-            "| c | modelport req/s | peer req/s | modelport / peer | p50 ms modelport / peer "
-            "| peak RSS MB modelport / peer |",
-            "|---:|---:|---:|---:|---:|---:|",
+            "| c | modelport req/s | peer req/s | modelport / peer | per server CPU-second "
+            "| p50 ms modelport / peer | peak RSS MB modelport / peer |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for c, r in data.items():
             out.append(
                 f"| {c} | {_fmt(r['modelport_rps'], ',.0f')} | {_fmt(r['peer_rps'], ',.0f')} "
-                f"| {_fmt(r['modelport_over_peer'], '.2f')} "
+                f"| {_fmt(r['modelport_over_peer'], '.2f')} | {_fmt(r.get('modelport_over_peer_per_cpu_s'), '.2f')} "
                 f"| {_fmt(r['modelport_p50_ms'], '.2f')} / {_fmt(r['peer_p50_ms'], '.2f')} "
                 f"| {_fmt(r['modelport_rss_mb'], '.0f')} / {_fmt(r['peer_rss_mb'], '.0f')} |"
             )

@@ -48,7 +48,14 @@ if __package__ in (None, ""):
 
 import httpx  # noqa: E402
 
-from benchmarks._procs import ManagedServer, ProcessRegistry, free_port, pinned, wait_quiet  # noqa: E402
+from benchmarks._procs import (  # noqa: E402
+    ManagedServer,
+    ProcessRegistry,
+    free_port,
+    pinned,
+    tree_cpu_seconds,
+    wait_quiet,
+)
 from benchmarks.loadgen import WRK_SCRIPT, LoadStats, parse_result  # noqa: E402
 from benchmarks.run import ADMIN_TOKEN, MODEL, _base_env, check_request, machine_info, register_onnx  # noqa: E402
 from benchmarks.workload import Workload, Workloads, build_workloads  # noqa: E402
@@ -298,29 +305,46 @@ def measure_server(
                 busy, _ = wait_quiet(30.0)
                 if run.warmup > 0:
                     _load(workload, url, connections, run.warmup, layout.load_cpus)
+                cpu0, t0 = tree_cpu_seconds(server.process.pid), time.monotonic()
                 stats = _load(workload, url, connections, run.duration, layout.load_cpus)
+                cores = (tree_cpu_seconds(server.process.pid) - cpu0) / max(1e-6, time.monotonic() - t0)
             except Exception as exc:  # noqa: BLE001 - a failed row is recorded, the run goes on
                 run.failures.append({"config": f"{name} {workload.route}", "error": str(exc)})
                 run.rows.append({**base, "error": str(exc).splitlines()[0]})
                 _log(f"  {name} {workload.route}: FAILED {exc}")
                 continue
-            row = {
+            row: dict[str, Any] = {
                 **base,
                 "rps": round(stats.rps, 1),
                 "p50_ms": round(stats.p50_ms, 3),
                 "p99_ms": round(stats.p99_ms, 3),
                 "errors": stats.errors,
                 "busy_before": round(busy, 3),
+                "server_cores": round(cores, 2),
+                "rps_per_core": round(stats.rps / cores, 1) if cores > 0 else None,
+                "loadavg": _loadavg(),
                 "rss_mb": round(server.sample_peak() / 1024, 1),
             }
             run.rows.append(row)
             _log(
                 f"  {label} workers={layout.workers} {workload.route} c={connections}: {row['rps']:,.0f} req/s "
                 f"p50 {row['p50_ms']:.2f} ms p99 {row['p99_ms']:.2f} ms errors {row['errors']} "
+                f"server used {row['server_cores']:.2f} cores ({_fmt(row['rps_per_core'])} req/s per core) "
                 f"RSS {row['rss_mb']:.0f} MB [{layout.describe()}]"
             )
     finally:
         server.stop()
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return ""
 
 
 def add_efficiency(rows: list[dict[str, Any]]) -> None:
@@ -336,22 +360,24 @@ def add_efficiency(rows: list[dict[str, Any]]) -> None:
 
 def format_rows(rows: Sequence[Mapping[str, Any]], skipped: Sequence[Mapping[str, str]]) -> str:
     lines = [
-        "| server | workers | route | c | req/s | vs 1 worker | p50 ms | p99 ms | errors | RSS MB | CPUs |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| server | workers | route | c | req/s | vs 1 worker | p50 ms | p99 ms | errors | server cores used "
+        "| req/s per core | RSS MB | CPUs | load avg |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in rows:
         label = r["server"] + (f" ({', '.join(r['devices'])})" if r.get("devices") else "")
         if "error" in r:
             failed = f"failed: {r['error'][:60]}"
-            lines.append(f"| {label} | {r['workers']} | {r['route']} | {r['concurrency']} | {failed} |||||||")
+            lines.append(f"| {label} | {r['workers']} | {r['route']} | {r['concurrency']} | {failed} ||||||||||")
             continue
         vs = "-" if r.get("vs_1_worker") is None else f"{r['vs_1_worker']:.2f}"
         lines.append(
             f"| {label} | {r['workers']} | {r['route']} | {r['concurrency']} | {r['rps']:,.0f} | {vs} "
-            f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {r['rss_mb']:.0f} | {r['layout']} |"
+            f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {r.get('server_cores', 0):.2f} "
+            f"| {_fmt(r.get('rps_per_core'))} | {r['rss_mb']:.0f} | {r['layout']} | {r.get('loadavg', '')} |"
         )
     for item in skipped:
-        lines.append(f"| {item['config']} | | | | skipped: {item['reason']} |||||||")
+        lines.append(f"| {item['config']} | | | | skipped: {item['reason']} ||||||||||")
     return "\n".join(lines)
 
 

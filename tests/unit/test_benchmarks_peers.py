@@ -6,10 +6,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from benchmarks.peers import MLSERVER_VERSION, MLServerConfig, PeerVenv, mlserver_venv, write_mlserver_repository
 from benchmarks.report import format_summary, summarise
-from benchmarks.scaling import Layout, gpu_cases, plan_layouts, reported_devices, wrk_argv
+from benchmarks.scaling import (
+    Layout,
+    add_efficiency,
+    format_rows,
+    gpu_cases,
+    plan_layouts,
+    reported_devices,
+    wrk_argv,
+)
 from benchmarks.workload import Workload
 
 
@@ -52,26 +61,28 @@ def test_mlserver_repository_with_and_without_adaptive_batching(tmp_path: Path) 
     assert not off.batching and "max_batch_size" not in off.model_settings("bench", "./model.onnx")
 
 
-def _row(server: str, c: int, rps: float, p50: float = 1.0) -> dict[str, object]:
-    return {"server": server, "route": "v2-json", "model": "mlp", "concurrency": c, "rps": rps, "p50_ms": p50}
+def _row(server: str, c: int, rps: float, p50: float = 1.0, cpu: float = 1.0) -> dict[str, object]:
+    base = {"server": server, "route": "v2-json", "model": "mlp", "concurrency": c}
+    return base | {"rps": rps, "p50_ms": p50, "server_cpu": cpu}
 
 
 def test_peer_ratios_and_the_five_times_target() -> None:
     rows = [
         _row("modelport", 1, 2000.0, 0.5),
         _row("modelport", 64, 5000.0, 12.0),
-        _row("mlserver-batching", 64, 900.0, 70.0),
+        _row("mlserver-batching", 64, 900.0, 70.0, cpu=0.5),
         _row("mlserver", 64, 1000.0, 64.0),
         _row("mlserver", 1, 500.0, 2.0),
     ]
     summary = summarise(rows, (1, 64))
     assert summary["peers"]["mlserver-batching"]["64"]["modelport_over_peer"] == round(5000 / 900, 3)
+    assert summary["peers"]["mlserver-batching"]["64"]["modelport_over_peer_per_cpu_s"] == round(5000 / 1800, 3)
     assert summary["peers"]["mlserver"]["1"]["modelport_over_peer"] == 4.0
     assert "1" not in summary["peers"]["mlserver-batching"]
     target = summary["targets"]["modelport_vs_mlserver_batching_c64"]
     assert target["met"] is True and target["target"] == ">= 5.0"
     text = format_summary(summary)
-    assert "modelport / mlserver-batching" in text and "| 64 | 5,000 | 900 | 5.56 |" in text
+    assert "modelport / mlserver-batching" in text and "| 64 | 5,000 | 900 | 5.56 | 2.78 |" in text
 
 
 def test_the_peer_target_is_not_applicable_without_a_peer_row() -> None:
@@ -119,3 +130,21 @@ def test_wrk_gets_one_thread_per_load_cpu(tmp_path: Path) -> None:
     argv = wrk_argv(workload, "http://127.0.0.1:1/x", 128, 5, [10_000, 10_001, 10_002])
     assert argv[:3] == ["wrk", "-t3", "-c128"]  # CPUs not ours: no taskset prefix, but the thread count holds
     assert argv[-2:] == [str(tmp_path / "b.json"), "Content-Type: x"]
+
+
+def test_scaling_rows_get_their_efficiency_and_a_table() -> None:
+    layout = "server CPUs 0, wrk CPUs 1"
+    rows: list[dict[str, Any]] = [
+        {"server": "modelport", "workers": 1, "route": "v2-json", "concurrency": 64, "rps": 1000.0, "gpu": ""},
+        {"server": "modelport", "workers": 2, "route": "v2-json", "concurrency": 128, "rps": 1500.0, "gpu": ""},
+        {"server": "gpu onnx-cuda", "workers": 1, "route": "v2-json", "concurrency": 64, "rps": 900.0, "gpu": "x"},
+        {"server": "modelport", "workers": 4, "route": "v2-json", "concurrency": 256, "error": "boom"},
+    ]
+    for row in rows[:3]:
+        row |= {"p50_ms": 1.0, "p99_ms": 2.0, "errors": 0, "rss_mb": 100.0, "layout": layout, "server_cores": 1.0}
+    add_efficiency(rows)
+    assert (rows[1]["vs_1_worker"], rows[1]["per_worker"]) == (1.5, 750.0)
+    assert rows[2]["vs_1_worker"] is None  # a GPU row is not a CPU scaling point
+    table = format_rows(rows, [{"config": "workers=8", "reason": "only 2 CPUs available, skipped"}])
+    assert "| modelport | 2 | v2-json | 128 | 1,500 | 1.50 |" in table
+    assert "failed: boom" in table and "skipped: only 2 CPUs" in table
