@@ -49,6 +49,7 @@ from benchmarks.peers import (  # noqa: E402
     MLSERVER_VERSION,
     MLServerConfig,
     PeerVenv,
+    litserve_venv,
     mlserver_venv,
     write_mlserver_repository,
 )
@@ -784,11 +785,45 @@ def run_mlserver(results: Results, cfg: RunConfig, procs: ProcessRegistry, work:
                 server.stop()
 
 
-def run_litserve(results: Results) -> None:
-    """No LitServe adapter yet: recorded as skipped with the reason."""
-    reason = f"no adapter for LitServe {LITSERVE_VERSION} yet (see TODO.md), skipped"
-    results.skipped.append({"config": "litserve", "reason": reason})
-    _log(f"\n== litserve: {reason}")
+def start_litserve(
+    procs: ProcessRegistry, cfg: RunConfig, venv: PeerVenv, work: Workloads, label: str, batch: tuple[int, float]
+) -> ManagedServer:
+    """``benchmarks/servers/litserve_app.py`` from LitServe's venv, pinned like every server (its HTTP process
+    and its inference worker both on CPU 0), serving the MLP at ``/v2/models/bench/infer``."""
+    port = free_port()
+    env = _base_env()
+    env.pop("PYTHONPATH", None)
+    app = ROOT / "benchmarks" / "servers" / "litserve_app.py"
+    argv = [str(venv.bin("python")), str(app), str(work.mlp_onnx), str(port), str(batch[0]), str(batch[1])]
+    run_dir = cfg.workdir / label
+    run_dir.mkdir(parents=True, exist_ok=True)
+    server = procs.start(label, argv, port=port, env=env, log_dir=cfg.workdir, cwd=run_dir, cpu=SERVER_CPU)
+    server.wait_ready("/health", timeout=180.0)
+    return server
+
+
+def run_litserve(results: Results, cfg: RunConfig, procs: ProcessRegistry, work: Workloads) -> None:
+    """LitServe (pinned version, cached venv) serving the same ONNX MLP: V2 JSON, batching on and off."""
+    with _suite(results, cfg, f"litserve: LitServe {LITSERVE_VERSION}, ONNX LitAPI, same bodies"):
+        venv = litserve_venv(cfg.peer_cache)
+        stamp = venv.ensure(_log)
+        results.peers["litserve"] = {
+            "venv": str(venv.path),
+            "requirements": list(venv.requirements),
+            "install_s": stamp["install_s"],
+            "reused": stamp["reused"],
+            "batch": list(cfg.mlserver_batch),
+        }
+        _log(
+            f"  venv {venv.path} ({'reused' if stamp['reused'] else 'installed now'}; "
+            f"first install took {stamp['install_s']:.0f} s)"
+        )
+        for label, batch in (("litserve-batching", cfg.mlserver_batch), ("litserve", (1, 0.0))):
+            server = start_litserve(procs, cfg, venv, work, label, batch)
+            try:
+                measure(results, cfg, server, label, work.mlp_v2_json, MODEL, cfg.concurrency)
+            finally:
+                server.stop()
 
 
 # ---------------------------------------------------------------------------------------------- meta
@@ -973,7 +1008,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "mlserver" in suites:
             run_mlserver(results, cfg, procs, work)
         if "litserve" in suites:
-            run_litserve(results)
+            run_litserve(results, cfg, procs, work)
     finally:
         procs.stop_all()
 

@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.peers import MLSERVER_VERSION, MLServerConfig, PeerVenv, mlserver_venv, write_mlserver_repository
+from benchmarks.peers import (
+    LITSERVE_VERSION,
+    MLSERVER_VERSION,
+    MLServerConfig,
+    PeerVenv,
+    litserve_venv,
+    mlserver_venv,
+    write_mlserver_repository,
+)
 from benchmarks.report import format_summary, summarise
 from benchmarks.scaling import (
     Layout,
@@ -42,6 +50,8 @@ def test_mlserver_venv_pins_the_version_and_the_projects_runtime_and_parser(tmp_
     venv = mlserver_venv(tmp_path, onnxruntime="1.32.0", httptools="0.9.0")
     assert venv.requirements == (f"mlserver=={MLSERVER_VERSION}", "onnxruntime==1.32.0", "httptools==0.9.0")
     assert venv.python == sys.executable
+    lit = litserve_venv(tmp_path, onnxruntime="1.32.0")
+    assert lit.requirements == (f"litserve=={LITSERVE_VERSION}", "onnxruntime==1.32.0") and lit.key != venv.key
 
 
 def test_mlserver_repository_with_and_without_adaptive_batching(tmp_path: Path) -> None:
