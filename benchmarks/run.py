@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import importlib.metadata
 import importlib.util
 import json
@@ -760,29 +761,46 @@ def mlserver_configs(cfg: RunConfig) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
+def _run_peer(
+    results: Results,
+    cfg: RunConfig,
+    work: Workloads,
+    venv: PeerVenv,
+    facts: Mapping[str, Any],
+    starters: Sequence[tuple[str, Callable[[], ManagedServer]]],
+) -> None:
+    """Install (or reuse) a peer's venv, record it under ``results.peers``, then start, measure (V2 JSON at every
+    concurrency) and stop each of its configurations in turn."""
+    stamp = venv.ensure(_log)
+    results.peers[venv.name.split("-", 1)[0]] = {
+        "venv": str(venv.path),
+        "requirements": list(venv.requirements),
+        "install_s": stamp["install_s"],
+        "reused": stamp["reused"],
+        **facts,
+    }
+    _log(
+        f"  venv {venv.path} ({'reused' if stamp['reused'] else 'installed now'}; "
+        f"first install took {stamp['install_s']:.0f} s)"
+    )
+    for label, start in starters:
+        server = start()
+        try:
+            measure(results, cfg, server, label, work.mlp_v2_json, MODEL, cfg.concurrency)
+        finally:
+            server.stop()
+
+
 def run_mlserver(results: Results, cfg: RunConfig, procs: ProcessRegistry, work: Workloads) -> None:
     """MLServer (pinned version, cached venv) serving the same ONNX MLP: V2 JSON, batching on and off."""
     with _suite(results, cfg, f"mlserver: MLServer {MLSERVER_VERSION}, custom ONNX runtime, same bodies"):
         venv = mlserver_venv(cfg.peer_cache)
-        stamp = venv.ensure(_log)
-        results.peers["mlserver"] = {
-            "venv": str(venv.path),
-            "requirements": list(venv.requirements),
-            "install_s": stamp["install_s"],
-            "reused": stamp["reused"],
-            "parallel_workers": cfg.mlserver_workers,
-            "batch": list(cfg.mlserver_batch),
-        }
-        _log(
-            f"  venv {venv.path} ({'reused' if stamp['reused'] else 'installed now'}; "
-            f"first install took {stamp['install_s']:.0f} s)"
-        )
-        for label, config_args in mlserver_configs(cfg):
-            server = start_mlserver(procs, cfg, venv, work, label, config_args)
-            try:
-                measure(results, cfg, server, label, work.mlp_v2_json, MODEL, cfg.concurrency)
-            finally:
-                server.stop()
+        starters = [
+            (label, functools.partial(start_mlserver, procs, cfg, venv, work, label, config_args))
+            for label, config_args in mlserver_configs(cfg)
+        ]
+        facts = {"parallel_workers": cfg.mlserver_workers, "batch": list(cfg.mlserver_batch)}
+        _run_peer(results, cfg, work, venv, facts, starters)
 
 
 def start_litserve(
@@ -806,24 +824,11 @@ def run_litserve(results: Results, cfg: RunConfig, procs: ProcessRegistry, work:
     """LitServe (pinned version, cached venv) serving the same ONNX MLP: V2 JSON, batching on and off."""
     with _suite(results, cfg, f"litserve: LitServe {LITSERVE_VERSION}, ONNX LitAPI, same bodies"):
         venv = litserve_venv(cfg.peer_cache)
-        stamp = venv.ensure(_log)
-        results.peers["litserve"] = {
-            "venv": str(venv.path),
-            "requirements": list(venv.requirements),
-            "install_s": stamp["install_s"],
-            "reused": stamp["reused"],
-            "batch": list(cfg.mlserver_batch),
-        }
-        _log(
-            f"  venv {venv.path} ({'reused' if stamp['reused'] else 'installed now'}; "
-            f"first install took {stamp['install_s']:.0f} s)"
-        )
-        for label, batch in (("litserve-batching", cfg.mlserver_batch), ("litserve", (1, 0.0))):
-            server = start_litserve(procs, cfg, venv, work, label, batch)
-            try:
-                measure(results, cfg, server, label, work.mlp_v2_json, MODEL, cfg.concurrency)
-            finally:
-                server.stop()
+        starters = [
+            (label, functools.partial(start_litserve, procs, cfg, venv, work, label, batch))
+            for label, batch in (("litserve-batching", cfg.mlserver_batch), ("litserve", (1, 0.0)))
+        ]
+        _run_peer(results, cfg, work, venv, {"batch": list(cfg.mlserver_batch)}, starters)
 
 
 # ---------------------------------------------------------------------------------------------- meta

@@ -8,15 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.peers import (
-    LITSERVE_VERSION,
-    MLSERVER_VERSION,
-    MLServerConfig,
-    PeerVenv,
-    litserve_venv,
-    mlserver_venv,
-    write_mlserver_repository,
-)
+from benchmarks import peers
+from benchmarks.peers import MLServerConfig, PeerVenv
 from benchmarks.report import format_summary, summarise
 from benchmarks.scaling import (
     Layout,
@@ -47,18 +40,18 @@ def test_peer_venv_is_keyed_by_its_pins_and_reused_only_when_complete(tmp_path: 
 
 
 def test_mlserver_venv_pins_the_version_and_the_projects_runtime_and_parser(tmp_path: Path) -> None:
-    venv = mlserver_venv(tmp_path, onnxruntime="1.32.0", httptools="0.9.0")
-    assert venv.requirements == (f"mlserver=={MLSERVER_VERSION}", "onnxruntime==1.32.0", "httptools==0.9.0")
+    venv = peers.mlserver_venv(tmp_path, onnxruntime="1.32.0", httptools="0.9.0")
+    assert venv.requirements == (f"mlserver=={peers.MLSERVER_VERSION}", "onnxruntime==1.32.0", "httptools==0.9.0")
     assert venv.python == sys.executable
-    lit = litserve_venv(tmp_path, onnxruntime="1.32.0")
-    assert lit.requirements == (f"litserve=={LITSERVE_VERSION}", "onnxruntime==1.32.0") and lit.key != venv.key
+    lit = peers.litserve_venv(tmp_path, onnxruntime="1.32.0")
+    assert lit.requirements == (f"litserve=={peers.LITSERVE_VERSION}", "onnxruntime==1.32.0") and lit.key != venv.key
 
 
 def test_mlserver_repository_with_and_without_adaptive_batching(tmp_path: Path) -> None:
     onnx = tmp_path / "m.onnx"
     onnx.write_bytes(b"onnx")
     on = MLServerConfig(1, 2, 3, parallel_workers=0, max_batch_size=32, max_batch_time=0.002)
-    root = write_mlserver_repository(tmp_path / "on", on, "bench", onnx)
+    root = peers.write_mlserver_repository(tmp_path / "on", on, "bench", onnx)
     settings = json.loads((root / "settings.json").read_text())
     assert settings["parallel_workers"] == 0 and settings["http_port"] == 1 and settings["host"] == "127.0.0.1"
     assert settings["debug"] is False
