@@ -30,6 +30,7 @@ __all__ = (
     "cpu_busy",
     "wait_quiet",
     "Interference",
+    "tree_cpu_seconds",
 )
 
 
@@ -40,12 +41,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def pinned(cpu: int, argv: Sequence[str]) -> list[str]:
-    """``argv`` prefixed with ``taskset -c cpu`` when taskset exists and the CPU is ours, else unchanged."""
+def pinned(cpu: int | Sequence[int], argv: Sequence[str]) -> list[str]:
+    """``argv`` prefixed with ``taskset -c CPUS`` (one CPU or a list) when taskset exists and every CPU is
+    ours, else unchanged."""
+    cpus = [cpu] if isinstance(cpu, int) else list(cpu)
     taskset = shutil.which("taskset")
-    if taskset is None or cpu not in os.sched_getaffinity(0):
+    if taskset is None or not cpus or not set(cpus) <= os.sched_getaffinity(0):
         return list(argv)
-    return [taskset, "-c", str(cpu), *argv]
+    return [taskset, "-c", ",".join(str(c) for c in cpus), *argv]
 
 
 def _ppid_map() -> dict[int, int]:
@@ -140,6 +143,11 @@ def _tree_cpu_ticks(root: int) -> int:
         rest = stat[stat.rfind(")") + 2 :].split()
         total += int(rest[11]) + int(rest[12])  # utime + stime, all threads
     return total
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU time (user + system, every thread) used so far by the live processes of ``root``'s tree, seconds."""
+    return _tree_cpu_ticks(root) / os.sysconf("SC_CLK_TCK")
 
 
 class Interference:
@@ -251,9 +259,10 @@ class ProcessRegistry:
         env: Mapping[str, str],
         log_dir: Path,
         cwd: Path,
-        cpu: int = 0,
+        cpu: int | Sequence[int] = 0,
     ) -> ManagedServer:
-        """Start ``argv`` pinned to ``cpu`` in its own session, stdout/stderr to ``log_dir/<name>.log``."""
+        """Start ``argv`` pinned to ``cpu`` (one CPU or several) in its own session, stdout/stderr to
+        ``log_dir/<name>.log``."""
         log_path = log_dir / f"{name}-{port}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(

@@ -22,6 +22,7 @@ TARGETS = {
     "batching_overhead_c1_ms": 0.2,
     "binary_over_json_large": 5.0,
     "shm_over_json_large": 3.0,
+    "modelport_vs_mlserver_batching_c64": 5.0,
 }
 """The issue's targets (one run, server on one core, MLP V2 JSON at c=64 unless said otherwise)."""
 
@@ -54,9 +55,49 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a is not None and b else None
 
 
+PEER_PREFIXES = ("mlserver", "litserve")
+"""Rows whose server starts with one of these are peers: modelport's V2 JSON rows are divided by theirs."""
+
+
+def _per_cpu(row: Row | None) -> float | None:
+    """Requests per second of server CPU time (req/s over the share of its core the server used): what a row
+    would do with the core to itself, a fairer comparison than req/s when other processes share that core."""
+    if row is None or not row.get("server_cpu"):
+        return None
+    return float(row["rps"]) / float(row["server_cpu"])
+
+
+def peer_ratios(rows: Sequence[Row], concurrencies: Sequence[int]) -> dict[str, Any]:
+    """Per peer row label and concurrency: modelport V2 JSON req/s over the peer's (also per second of server
+    CPU), and both p50s and peak RSS."""
+    out: dict[str, Any] = {}
+    peers = dict.fromkeys(str(r["server"]) for r in rows if str(r["server"]).startswith(PEER_PREFIXES))
+    for peer in peers:
+        per_c: dict[str, Any] = {}
+        for c in concurrencies:
+            mp, other = _find(rows, "modelport", "v2-json", c), _find(rows, peer, "v2-json", c)
+            if other is None:
+                continue
+            per_c[str(c)] = {
+                "peer_rps": other["rps"],
+                "modelport_rps": _get(mp, "rps"),
+                "modelport_over_peer": _ratio(_get(mp, "rps"), other["rps"]),
+                "modelport_over_peer_per_cpu_s": _ratio(_per_cpu(mp), _per_cpu(other)),
+                "peer_p50_ms": other["p50_ms"],
+                "modelport_p50_ms": _get(mp, "p50_ms"),
+                "peer_rss_mb": other.get("peak_rss_mb"),
+                "modelport_rss_mb": _get(mp, "peak_rss_mb"),
+            }
+        if per_c:
+            out[peer] = per_c
+    return out
+
+
 def summarise(rows: Sequence[Row], concurrencies: Sequence[int] = (1, 16, 64)) -> dict[str, Any]:
-    """Ratios against the baselines, per modelport server (uvicorn / granian) and concurrency, and targets."""
+    """Ratios against the baselines, per modelport server (uvicorn / granian) and concurrency, against the
+    peers, and the target checks."""
     summary: dict[str, Any] = {"ratios": {}, "large_input": {}, "targets": {}}
+    summary["peers"] = peer_ratios(rows, concurrencies)
     servers = sorted({r["server"] for r in rows if str(r["server"]).startswith("modelport")})
     for server in servers:
         per_c: dict[str, Any] = {}
@@ -102,6 +143,10 @@ def summarise(rows: Sequence[Row], concurrencies: Sequence[int] = (1, 16, 64)) -
             "batching_overhead_c1_ms": (main["batching_overhead_c1_ms"], "<="),
             "binary_over_json_large": (min(large_ratios) if large_ratios else None, ">="),
             "shm_over_json_large": (min(shm_ratios) if shm_ratios else None, ">="),
+            "modelport_vs_mlserver_batching_c64": (
+                summary["peers"].get("mlserver-batching", {}).get("64", {}).get("modelport_over_peer"),
+                ">=",
+            ),
         }
         for key, (value, op) in checks.items():
             target = TARGETS[key]
@@ -168,6 +213,22 @@ def format_summary(summary: Mapping[str, Any]) -> str:
                 f"| {c} | {_fmt(r['json_rps'], ',.1f')} | {_fmt(r['binary_rps'], ',.1f')} "
                 f"| {_fmt(r['binary_over_json'], '.1f')} | {_fmt(r.get('shm_rps'), ',.1f')} "
                 f"| {_fmt(r.get('shm_over_json'), '.1f')} |"
+            )
+        out.append("")
+    for peer, data in summary.get("peers", {}).items():
+        out += [
+            f"**modelport / {peer}, V2 JSON (MLP), same run**",
+            "",
+            "| c | modelport req/s | peer req/s | modelport / peer | per server CPU-second "
+            "| p50 ms modelport / peer | peak RSS MB modelport / peer |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for c, r in data.items():
+            out.append(
+                f"| {c} | {_fmt(r['modelport_rps'], ',.0f')} | {_fmt(r['peer_rps'], ',.0f')} "
+                f"| {_fmt(r['modelport_over_peer'], '.2f')} | {_fmt(r.get('modelport_over_peer_per_cpu_s'), '.2f')} "
+                f"| {_fmt(r['modelport_p50_ms'], '.2f')} / {_fmt(r['peer_p50_ms'], '.2f')} "
+                f"| {_fmt(r['modelport_rss_mb'], '.0f')} / {_fmt(r['peer_rss_mb'], '.0f')} |"
             )
         out.append("")
     if summary.get("targets"):

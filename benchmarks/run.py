@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import importlib.metadata
 import importlib.util
 import json
@@ -44,6 +45,15 @@ import numpy as np  # noqa: E402
 from benchmarks._procs import Interference, ManagedServer, ProcessRegistry, free_port, wait_quiet  # noqa: E402
 from benchmarks.grpcload import check_grpc, grpc_errors, run_h2load  # noqa: E402
 from benchmarks.loadgen import LoadGenerator, LoadStats  # noqa: E402
+from benchmarks.peers import (  # noqa: E402
+    LITSERVE_VERSION,
+    MLSERVER_VERSION,
+    MLServerConfig,
+    PeerVenv,
+    litserve_venv,
+    mlserver_venv,
+    write_mlserver_repository,
+)
 from benchmarks.profile_summary import format_profile, summarise_raw  # noqa: E402
 from benchmarks.report import Row, config_name, format_summary, format_table, summarise  # noqa: E402
 from benchmarks.shmload import registered_regions  # noqa: E402
@@ -89,6 +99,12 @@ class RunConfig:
     quick: bool = False
     wait_idle: float = 60.0
     out: Path = Path("benchmarks/results/run.json")
+    peer_cache: Path | None = None
+    """Root of the peers' cached venvs (None: ``~/.cache/modelport-bench``)."""
+    mlserver_workers: int = 0
+    """MLServer's ``parallel_workers`` (0: inference in its main process)."""
+    mlserver_batch: tuple[int, float] = (64, 0.005)
+    """MLServer's adaptive batching for the batching row: ``max_batch_size``, ``max_batch_time`` (s)."""
 
 
 @dataclass
@@ -100,6 +116,8 @@ class Results:
     experiments: dict[str, Any] | None = None
     profiles: dict[str, Any] = field(default_factory=dict)
     conditions: dict[str, Any] = field(default_factory=dict)
+    peers: dict[str, Any] = field(default_factory=dict)
+    """Per peer: its venv, pins, how long its first install took and whether this run reused it."""
 
 
 def _log(message: str) -> None:
@@ -725,15 +743,107 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:g}"
 
 
-def run_peers(results: Results) -> None:
-    """LitServe and MLServer are measured only where installed; this harness has no adapter for them yet."""
-    for suite, module, dist in (("litserve", "litserve", "litserve"), ("mlserver", "mlserver", "mlserver")):
-        if importlib.util.find_spec(module) is None:
-            reason = "not installed, skipped"
-        else:
-            reason = f"installed ({_version(dist)}), but this harness has no {suite} adapter yet: skipped"
-        results.skipped.append({"config": suite, "reason": reason})
-        _log(f"\n== {suite}: {reason}")
+def start_mlserver(
+    procs: ProcessRegistry, cfg: RunConfig, venv: PeerVenv, work: Workloads, label: str, config_args: Mapping[str, Any]
+) -> ManagedServer:
+    """``mlserver start DIR`` from its own venv, pinned like every server, serving the MLP as ``MODEL``."""
+    config = MLServerConfig(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), **config_args)
+    repository = write_mlserver_repository(cfg.workdir / label, config, MODEL, work.mlp_onnx)
+    env = _base_env()
+    env.pop("PYTHONPATH", None)  # the peer's venv sees nothing of the project
+    env["MLSERVER_MODEL_REPOSITORY_ROOT"] = str(repository)
+    server = procs.start(
+        label,
+        [str(venv.bin("mlserver")), "start", str(repository)],
+        port=config.http_port,
+        env=env,
+        log_dir=cfg.workdir,
+        cwd=repository,
+        cpu=SERVER_CPU,
+    )
+    server.wait_ready("/v2/health/ready", timeout=180.0)
+    wait_model_ready(server, MODEL, timeout=120.0)
+    return server
+
+
+def mlserver_configs(cfg: RunConfig) -> list[tuple[str, dict[str, Any]]]:
+    """The MLServer rows: adaptive batching on (``cfg.mlserver_batch``: max size, max seconds) and off."""
+    size, seconds = cfg.mlserver_batch
+    workers = {"parallel_workers": cfg.mlserver_workers}
+    return [
+        ("mlserver-batching", {**workers, "max_batch_size": size, "max_batch_time": seconds}),
+        ("mlserver", workers),
+    ]
+
+
+def _run_peer(
+    results: Results,
+    cfg: RunConfig,
+    work: Workloads,
+    venv: PeerVenv,
+    facts: Mapping[str, Any],
+    starters: Sequence[tuple[str, Callable[[], ManagedServer]]],
+) -> None:
+    """Install (or reuse) a peer's venv, record it under ``results.peers``, then start, measure (V2 JSON at every
+    concurrency) and stop each of its configurations in turn."""
+    stamp = venv.ensure(_log)
+    results.peers[venv.name.split("-", 1)[0]] = {
+        "venv": str(venv.path),
+        "requirements": list(venv.requirements),
+        "install_s": stamp["install_s"],
+        "reused": stamp["reused"],
+        **facts,
+    }
+    _log(
+        f"  venv {venv.path} ({'reused' if stamp['reused'] else 'installed now'}; "
+        f"first install took {stamp['install_s']:.0f} s)"
+    )
+    for label, start in starters:
+        server = start()
+        try:
+            measure(results, cfg, server, label, work.mlp_v2_json, MODEL, cfg.concurrency)
+        finally:
+            server.stop()
+
+
+def run_mlserver(results: Results, cfg: RunConfig, procs: ProcessRegistry, work: Workloads) -> None:
+    """MLServer (pinned version, cached venv) serving the same ONNX MLP: V2 JSON, batching on and off."""
+    with _suite(results, cfg, f"mlserver: MLServer {MLSERVER_VERSION}, custom ONNX runtime, same bodies"):
+        venv = mlserver_venv(cfg.peer_cache)
+        starters = [
+            (label, functools.partial(start_mlserver, procs, cfg, venv, work, label, config_args))
+            for label, config_args in mlserver_configs(cfg)
+        ]
+        facts = {"parallel_workers": cfg.mlserver_workers, "batch": list(cfg.mlserver_batch)}
+        _run_peer(results, cfg, work, venv, facts, starters)
+
+
+def start_litserve(
+    procs: ProcessRegistry, cfg: RunConfig, venv: PeerVenv, work: Workloads, label: str, batch: tuple[int, float]
+) -> ManagedServer:
+    """``benchmarks/servers/litserve_app.py`` from LitServe's venv, pinned like every server (its HTTP process
+    and its inference worker both on CPU 0), serving the MLP at ``/v2/models/bench/infer``."""
+    port = free_port()
+    env = _base_env()
+    env.pop("PYTHONPATH", None)
+    app = ROOT / "benchmarks" / "servers" / "litserve_app.py"
+    argv = [str(venv.bin("python")), str(app), str(work.mlp_onnx), str(port), str(batch[0]), str(batch[1])]
+    run_dir = cfg.workdir / label
+    run_dir.mkdir(parents=True, exist_ok=True)
+    server = procs.start(label, argv, port=port, env=env, log_dir=cfg.workdir, cwd=run_dir, cpu=SERVER_CPU)
+    server.wait_ready("/health", timeout=180.0)
+    return server
+
+
+def run_litserve(results: Results, cfg: RunConfig, procs: ProcessRegistry, work: Workloads) -> None:
+    """LitServe (pinned version, cached venv) serving the same ONNX MLP: V2 JSON, batching on and off."""
+    with _suite(results, cfg, f"litserve: LitServe {LITSERVE_VERSION}, ONNX LitAPI, same bodies"):
+        venv = litserve_venv(cfg.peer_cache)
+        starters = [
+            (label, functools.partial(start_litserve, procs, cfg, venv, work, label, batch))
+            for label, batch in (("litserve-batching", cfg.mlserver_batch), ("litserve", (1, 0.0)))
+        ]
+        _run_peer(results, cfg, work, venv, {"batch": list(cfg.mlserver_batch)}, starters)
 
 
 # ---------------------------------------------------------------------------------------------- meta
@@ -822,6 +932,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="S",
         help="before each suite wait up to S s for the machine to be <15%% busy (0: don't)",
     )
+    parser.add_argument(
+        "--peer-cache", type=Path, default=None, help="cached peer venvs (default ~/.cache/modelport-bench)"
+    )
+    parser.add_argument(
+        "--mlserver-workers", type=int, default=0, help="MLServer parallel_workers (0: inference in-process)"
+    )
+    parser.add_argument(
+        "--mlserver-batch",
+        nargs=2,
+        type=float,
+        default=(64, 0.005),
+        metavar=("SIZE", "SECONDS"),
+        help="MLServer adaptive batching for the mlserver-batching row: max_batch_size max_batch_time",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir (models, bodies, server logs)")
     return parser.parse_args(argv)
 
@@ -867,6 +991,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile=args.profile,
         quick=args.quick,
         wait_idle=args.wait_idle,
+        peer_cache=args.peer_cache,
+        mlserver_workers=args.mlserver_workers,
+        mlserver_batch=(int(args.mlserver_batch[0]), float(args.mlserver_batch[1])),
     )
     meta = machine_info(loadgen)
     _log(f"modelport benchmarks: {meta['date']}, {meta['nproc']} CPUs ({meta['cpu_model']}), Python {meta['python']}")
@@ -898,8 +1025,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_memory(results, cfg, procs)
         if "experiments" in suites:
             run_experiments(results, cfg, procs, work)
-        if "litserve" in suites or "mlserver" in suites:
-            run_peers(results)
+        if "mlserver" in suites:
+            run_mlserver(results, cfg, procs, work)
+        if "litserve" in suites:
+            run_litserve(results, cfg, procs, work)
     finally:
         procs.stop_all()
 
@@ -921,6 +1050,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "experiments": results.experiments,
         "profiles": results.profiles,
         "conditions": results.conditions,
+        "peers": results.peers,
         "skipped": results.skipped,
         "failures": results.failures,
     }

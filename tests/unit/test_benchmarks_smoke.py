@@ -150,6 +150,7 @@ def test_summary_ratios_targets_and_tables() -> None:
         _row("naive", 64, 3000, 20.0, 300.0),
         _row("modelport", 1, 2800, 0.45, 0.70),
         _row("modelport", 64, 10500, 6.0, 12.0),
+        _row("mlserver-batching", 64, 1500, 40.0, 90.0),
         _row("modelport", 1, 20, 50.0, 60.0, model="3x224x224"),
         _row("modelport", 1, 150, 6.0, 8.0, route="v2-binary", model="3x224x224"),
         _row("modelport", 1, 160, 6.0, 8.0, route="v2-shm", model="3x224x224"),
@@ -163,6 +164,7 @@ def test_summary_ratios_targets_and_tables() -> None:
     assert summary["large_input"]["modelport"]["1"]["shm_over_json"] == 8.0
     targets = summary["targets"]
     assert all(t["met"] for t in targets.values())
+    assert targets["modelport_vs_mlserver_batching_c64"]["value"] == 7.0
     table = format_table(rows)
     assert "| modelport v2-json | 64 | 10,500 | 6.00 | 12.00 | 0 | 100 | 3 |" in table
     assert "modelport v2-binary 3x224x224" in table and "failed: boom" in table
