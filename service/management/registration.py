@@ -94,8 +94,15 @@ async def register_version(
     artifact: Path | AsyncIterable[bytes],
     manifest: VersionManifest,
     principal: Principal,
+    allow_duplicate: bool = False,
 ) -> VersionRecord:
-    """Store, verify, load, smoke-test and commit one version; nothing is committed unless all pass."""
+    """Store, verify, load, smoke-test and commit one version; nothing is committed unless all pass.
+
+    A model that does not exist is created with its first version (``model_created`` on the record). Bytes
+    identical to a version the model already has are refused (:class:`DuplicateArtifact`, naming it) unless
+    ``allow_duplicate``: re-registering the same artifact is usually a retried pipeline, and an alias is what
+    points at an existing version again.
+    """
     _check_manifest(services, model_name, manifest)
     stored = await _store(services, artifact)
     declared = _declared_signature(manifest)
@@ -140,4 +147,5 @@ async def register_version(
         postprocessing=manifest.postprocessing,
         card=card,
         actor=principal.name,
+        refuse_duplicate_bytes=not allow_duplicate,
     )
