@@ -21,6 +21,7 @@ TARGETS = {
     "p99_over_p50_c64": 3.0,
     "batching_overhead_c1_ms": 0.2,
     "binary_over_json_large": 5.0,
+    "shm_over_json_large": 3.0,
 }
 """The issue's targets (one run, server on one core, MLP V2 JSON at c=64 unless said otherwise)."""
 
@@ -77,11 +78,14 @@ def summarise(rows: Sequence[Row], concurrencies: Sequence[int] = (1, 16, 64)) -
             js, binary = _find(rows, server, "v2-json", c, "3x224x224"), _find(
                 rows, server, "v2-binary", c, "3x224x224"
             )
+            shm = _find(rows, server, "v2-shm", c, "3x224x224")
             if js or binary:
                 large[str(c)] = {
                     "json_rps": js and js["rps"],
                     "binary_rps": binary and binary["rps"],
                     "binary_over_json": _ratio(_get(binary, "rps"), _get(js, "rps")),
+                    "shm_rps": shm and shm["rps"],
+                    "shm_over_json": _ratio(_get(shm, "rps"), _get(js, "rps")),
                 }
         if large:
             summary["large_input"][server] = large
@@ -90,12 +94,14 @@ def summarise(rows: Sequence[Row], concurrencies: Sequence[int] = (1, 16, 64)) -
         c64 = main["per_concurrency"].get("64", {})
         large_main = summary["large_input"].get("modelport", {})
         large_ratios = [v["binary_over_json"] for v in large_main.values() if v["binary_over_json"] is not None]
+        shm_ratios = [v["shm_over_json"] for v in large_main.values() if v["shm_over_json"] is not None]
         checks = {
             "modelport_vs_ceiling_c64": (c64.get("vs_ceiling"), ">="),
             "modelport_vs_naive_c64": (c64.get("vs_naive"), ">="),
             "p99_over_p50_c64": (c64.get("p99_over_p50"), "<="),
             "batching_overhead_c1_ms": (main["batching_overhead_c1_ms"], "<="),
             "binary_over_json_large": (min(large_ratios) if large_ratios else None, ">="),
+            "shm_over_json_large": (min(shm_ratios) if shm_ratios else None, ">="),
         }
         for key, (value, op) in checks.items():
             target = TARGETS[key]
@@ -110,20 +116,21 @@ def _fmt(value: Any, spec: str) -> str:
 
 def format_table(rows: Sequence[Row]) -> str:
     """The main table (Markdown): config, concurrency, req/s, p50 ms, p99 ms, errors, peak RSS MB, and the
-    share of the server's core that went to other processes during the load (high = a noisy row)."""
+    share of the server's core that went to other processes during the load (high = a noisy row) and the server's
+    CPU time per response (steadier than req/s on a shared machine)."""
     lines = [
-        "| config | c | req/s | p50 ms | p99 ms | errors | peak RSS MB | CPU0 other % |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| config | c | req/s | p50 ms | p99 ms | errors | peak RSS MB | CPU0 other % | server CPU µs/req |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         if "error" in row:
-            lines.append(f"| {config_name(row)} | {row['concurrency']} | failed: {row['error'][:60]} | | | | | |")
+            lines.append(f"| {config_name(row)} | {row['concurrency']} | failed: {row['error'][:60]} | | | | | | |")
             continue
         foreign = row.get("foreign_cpu")
         lines.append(
             f"| {config_name(row)} | {row['concurrency']} | {_fmt(row['rps'], ',.0f')} | {_fmt(row['p50_ms'], '.2f')} "
             f"| {_fmt(row['p99_ms'], '.2f')} | {row['errors']} | {_fmt(row.get('peak_rss_mb'), '.0f')} "
-            f"| {_fmt(None if foreign is None else 100 * foreign, '.0f')} |"
+            f"| {_fmt(None if foreign is None else 100 * foreign, '.0f')} | {_fmt(row.get('cpu_us_per_req'), '.0f')} |"
         )
     return "\n".join(lines)
 
@@ -151,15 +158,16 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         ]
     for server, data in summary.get("large_input", {}).items():
         out += [
-            f"**{server}, 3x224x224 FP32: V2 binary vs V2 JSON**",
+            f"**{server}, 3x224x224 FP32: V2 binary and shared memory vs V2 JSON**",
             "",
-            "| c | JSON req/s | binary req/s | binary/JSON |",
-            "|---:|---:|---:|---:|",
+            "| c | JSON req/s | binary req/s | binary/JSON | shm req/s | shm/JSON |",
+            "|---:|---:|---:|---:|---:|---:|",
         ]
         for c, r in data.items():
             out.append(
                 f"| {c} | {_fmt(r['json_rps'], ',.1f')} | {_fmt(r['binary_rps'], ',.1f')} "
-                f"| {_fmt(r['binary_over_json'], '.1f')} |"
+                f"| {_fmt(r['binary_over_json'], '.1f')} | {_fmt(r.get('shm_rps'), ',.1f')} "
+                f"| {_fmt(r.get('shm_over_json'), '.1f')} |"
             )
         out.append("")
     if summary.get("targets"):

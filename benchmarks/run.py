@@ -46,14 +46,23 @@ from benchmarks.grpcload import check_grpc, grpc_errors, run_h2load  # noqa: E40
 from benchmarks.loadgen import LoadGenerator, LoadStats  # noqa: E402
 from benchmarks.profile_summary import format_profile, summarise_raw  # noqa: E402
 from benchmarks.report import Row, config_name, format_summary, format_table, summarise  # noqa: E402
-from benchmarks.workload import Workload, Workloads, build_workloads, v2_json_body, write_mlp  # noqa: E402
+from benchmarks.shmload import registered_regions  # noqa: E402
+from benchmarks.workload import (  # noqa: E402
+    IMAGE_OUTPUT_BYTES,
+    Workload,
+    Workloads,
+    build_workloads,
+    v2_json_body,
+    write_mlp,
+)
 
 __all__ = ("main", "SUITES", "RunConfig")
 
 SUITES = ("ceiling", "naive", "modelport", "granian", "large", "memory", "experiments", "litserve", "mlserver")
 """Names accepted by ``--only``: ``naive`` includes the Litestar parse-only row; ``granian`` is modelport
-served by granian; ``large`` the 3x224x224 JSON-vs-binary case; ``memory`` the LRU/RSS case; ``experiments`` the
-primary path with experiments off, with a 100 % shadow, and with split + shadow + feedback traffic."""
+served by granian; ``large`` the 3x224x224 JSON vs binary vs shared-memory case; ``memory`` the LRU/RSS case;
+``experiments`` the primary path with experiments off, with a 100 % shadow, and with split + shadow + feedback
+traffic."""
 
 ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
 SERVER_CPU, LOAD_CPU = 0, 1
@@ -278,11 +287,14 @@ def measure(
         row = _row(base, c, stats, server)
         row["cpu_busy_before"] = None if busy is None else round(busy, 3)
         row["server_cpu"], row["foreign_cpu"] = probe.server, probe.foreign
+        # server CPU per response: the figure that survives a shared machine better than req/s does
+        row["cpu_us_per_req"] = round(1e6 * probe.server / row["rps"], 1) if probe.server and row["rps"] else None
         results.rows.append(row)
         _log(
             f"  {config_name(row):<36} c={c:<3} {row['rps']:>10,.1f} req/s  p50 {row['p50_ms']:7.2f} ms  "
             f"p99 {row['p99_ms']:7.2f} ms  errors {row['errors']:<5} peak RSS {row['peak_rss_mb']:.0f} MB  "
-            f"CPU0: server {100 * (probe.server or 0):.0f}%, other {100 * (probe.foreign or 0):.0f}%"
+            f"CPU0: server {100 * (probe.server or 0):.0f}% ({row['cpu_us_per_req'] or 0:.0f} us/req), "
+            f"other {100 * (probe.foreign or 0):.0f}%"
         )
         if server.process.poll() is not None:
             raise RuntimeError(f"{server.name} died during the load:\n{server.logs()}")
@@ -399,6 +411,9 @@ def run_modelport(
                 wait_model_ready(server, IMAGE_MODEL)
                 for workload in (work.image_v2_json, work.image_v2_binary):
                     measure(results, cfg, server, label, workload, IMAGE_MODEL, cfg.large_concurrency)
+                if server_kind == "uvicorn":  # the input and output in regions registered with this server
+                    with registered_regions(server.base_url, ADMIN_TOKEN, work.image_input, IMAGE_OUTPUT_BYTES):
+                        measure(results, cfg, server, label, work.image_v2_shm, IMAGE_MODEL, cfg.large_concurrency)
         finally:
             server.stop()
 

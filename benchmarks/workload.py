@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.grpcload import GRPC_PATH, grpc_infer_body
+from benchmarks.shmload import shm_infer_body
 from tests.helpers.onnx_models import make_image_onnx, make_mlp_onnx
 
 __all__ = (
@@ -30,11 +31,13 @@ __all__ = (
 MLP_INPUT, MLP_OUTPUT = "input", "logits"
 IMAGE_INPUT, IMAGE_OUTPUT = "image", "mean"
 IMAGE_SHAPE = (3, 224, 224)
+IMAGE_OUTPUT_BYTES = IMAGE_SHAPE[0] * 4
+"""``mean``: ``(1, 3) float32``."""
 
 
 @dataclass(frozen=True)
 class Workload:
-    """One request kind: ``route`` (v2-json | v2-binary | v1-predict), ``model`` (mlp | 3x224x224),
+    """One request kind: ``route`` (v2-json | v2-binary | v2-shm | v1-predict | grpc), ``model`` (mlp | 3x224x224),
     the URL path template (``{name}`` = served model name), the body file and the request headers."""
 
     route: str
@@ -58,9 +61,20 @@ class Workloads:
     image_v2_binary: Workload
     mlp_grpc: Workload
     """gRPC ModelInfer (raw input contents) for the model named at build time, driven by h2load."""
+    image_v2_shm: Workload
+    """V2 JSON naming shared-memory regions for the image input and output (``benchmarks.shmload``)."""
+    image_input: np.ndarray
+    """``(1, 3, 224, 224) float32``: the image every image workload sends (the shm row writes it to its region)."""
 
     def body_sizes(self) -> dict[str, int]:
-        items = (self.mlp_v2_json, self.mlp_v2_binary, self.mlp_v1, self.image_v2_json, self.image_v2_binary)
+        items = (
+            self.mlp_v2_json,
+            self.mlp_v2_binary,
+            self.mlp_v1,
+            self.image_v2_json,
+            self.image_v2_binary,
+            self.image_v2_shm,
+        )
         return {f"{w.model} {w.route}": w.body_file.stat().st_size for w in items}
 
 
@@ -147,4 +161,12 @@ def build_workloads(workdir: Path, *, seed: int = 0, grpc_model: str = "bench") 
         mlp_grpc=Workload(
             "grpc", "mlp", GRPC_PATH, write("mlp-grpc.bin", grpc_infer_body(grpc_model, MLP_INPUT, x)), ()
         ),
+        image_v2_shm=Workload(
+            "v2-shm",
+            "3x224x224",
+            infer,
+            write("image-v2-shm.json", shm_infer_body(IMAGE_INPUT, img, IMAGE_OUTPUT, IMAGE_OUTPUT_BYTES)),
+            json_headers,
+        ),
+        image_input=img,
     )

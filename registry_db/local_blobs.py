@@ -13,6 +13,7 @@ The directory is the store of record when no bucket is configured, and a bucket 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -58,8 +59,10 @@ class LocalBlobs:
         self.root = Path(root).resolve()
         self._blobs = self.root / "sha256"
         self._tmp = self.root / "tmp"
+        self._pins = self.root / "locks"
         self._blobs.mkdir(parents=True, exist_ok=True)
         self._tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._pins.mkdir(mode=0o700, exist_ok=True)
 
     # -- paths ----------------------------------------------------------------------------------------
     def relative_path(self, sha256: str) -> str:
@@ -133,6 +136,39 @@ class LocalBlobs:
                 os.utime(final)
             return
         os.replace(tmp, final)
+
+    # -- pins: registrations in flight -----------------------------------------------------------------
+    def pin(self, sha256: str) -> int:
+        """Pin the blob for a registration in flight: a shared flock on ``locks/<hex>.pin``, taken before the blob
+        is linked in and held until its row commits or it gives up (close the returned descriptor). Blocks while a
+        failed registration is removing the blob, so the bytes are linked in again after it. Open file
+        descriptions conflict across threads and processes alike, and the kernel drops the lock when its holder
+        dies. Pin files are empty and stay (removing one would race with a waiter on it)."""
+        fd = os.open(self._pin_path(sha256), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def pin_exclusively(self, sha256: str) -> int | None:
+        """The pin alone, without waiting: a descriptor holding it exclusively, or None while any registration
+        (this process's included) holds the blob."""
+        fd = os.open(self._pin_path(sha256), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _pin_path(self, sha256: str) -> Path:
+        self.relative_path(sha256)  # a sha256 hex digest, nothing else
+        return self._pins / f"{sha256}.pin"
 
     def stale_temp_files(self, older_than_s: float = 3600.0) -> list[Path]:
         """Upload and download temp files left by crashed or killed processes."""

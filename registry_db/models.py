@@ -170,7 +170,14 @@ class PredictionLogEntry(Base):
     __tablename__ = "prediction_log"
     __table_args__ = (
         UniqueConstraint("model", "request_key", name="uq_prediction_log_model_request_key"),
-        Index("ix_prediction_log_model_feedback_bucket", "model", "feedback_bucket"),
+        # partial: only rows with an outcome are read through it, and most predictions never get one
+        Index(
+            "ix_prediction_log_model_feedback_bucket",
+            "model",
+            "feedback_bucket",
+            sqlite_where=text("feedback_bucket IS NOT NULL"),
+            postgresql_where=text("feedback_bucket IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

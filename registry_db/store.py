@@ -15,9 +15,11 @@ import contextlib
 import hashlib
 import os
 import time
-from collections.abc import AsyncIterable, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import structlog
 
 from registry_db.blobs import BlobStore
 from registry_db.bucket_blobs import BucketBlobs
@@ -30,10 +32,21 @@ if TYPE_CHECKING:
 
 __all__ = ("ArtifactStore", "STALE_TEMP_AGE_S", "hash_file")
 
+_log = structlog.get_logger(__name__)
 _CHUNK = 1 << 20
 STALE_TEMP_AGE_S = 900.0
 """A temp file untouched this long belongs to no live writer (an upload stalls at most ``BODY_IDLE_TIMEOUT_S``,
 30 s by default, before it is refused); start-up removes such files, across replicas sharing the directory."""
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    """A local file's bytes (the CLI's ``register``); ArtifactUnreadable when it cannot be opened."""
+    try:
+        with Path(path).open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                yield chunk
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        raise ArtifactUnreadable(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
 
 
 class ArtifactStore:
@@ -85,6 +98,38 @@ class ArtifactStore:
         Raises ArtifactTooLarge as soon as more than ``max_bytes`` arrive, EmptyArtifact for an empty stream; in
         every failure (cancellation included) the temp file is removed.
         """
+        return await self._put(chunks, None)
+
+    async def put_file(self, path: Path) -> StoredArtifact:
+        """Store a local file (the CLI's ``register``)."""
+        return await self._put(_file_chunks(path), None)
+
+    @contextlib.asynccontextmanager
+    async def provisional(
+        self, artifact: Path | AsyncIterable[bytes], *, referenced: Callable[[str], Awaitable[bool]]
+    ) -> AsyncIterator[StoredArtifact]:
+        """Store the bytes of a registration that may still be refused, and take them back if it is.
+
+        The blob is pinned (:meth:`LocalBlobs.pin`) from before it is linked in until the block ends. When the
+        block raises (the artifact fails its checks or smoke test, the row cannot commit), the blob is removed
+        again, unless ``referenced(sha256)`` says a version row points at it (the same bytes registered before)
+        or another registration holds it pinned (it will commit a row or take the blob back itself). So a
+        refused upload leaves nothing in the local store beyond its request, and a concurrent one is never robbed.
+        With a bucket as the store of record only this replica's copy goes: the pin cannot see registrations on
+        other replicas, so the object is left to ``modelport gc``.
+        """
+        pins: list[int] = []
+        chunks = _file_chunks(artifact) if isinstance(artifact, Path) else artifact
+        stored = await self._put(chunks, pins)
+        try:
+            yield stored
+        except BaseException:
+            self._unpin(pins)
+            await self._take_back(stored.sha256, referenced)
+            raise
+        self._unpin(pins)
+
+    async def _put(self, chunks: AsyncIterable[bytes], pins: list[int] | None) -> StoredArtifact:
         fd, tmp = await asyncio.to_thread(self._dir.open_temp)
         digest = hashlib.sha256()
         size = 0
@@ -100,25 +145,48 @@ class ArtifactStore:
                     raise EmptyArtifact("artifact is empty")
                 fh.flush()
                 await asyncio.to_thread(os.fsync, fh.fileno())
-            stored = await asyncio.to_thread(self._dir.commit, tmp, digest.hexdigest(), size)
+            sha256 = digest.hexdigest()
+            if pins is not None:
+                pins.append(await asyncio.to_thread(self._dir.pin, sha256))
+            stored = await asyncio.to_thread(self._dir.commit, tmp, sha256, size)
         except BaseException:
             tmp.unlink(missing_ok=True)
+            self._unpin(pins or [])
             raise
-        await asyncio.to_thread(self._blobs.publish, stored)
+        try:
+            await asyncio.to_thread(self._blobs.publish, stored)
+        except BaseException:
+            self._unpin(pins or [])
+            raise
         return stored
 
-    async def put_file(self, path: Path) -> StoredArtifact:
-        """Store a local file (the CLI's ``register``)."""
+    @staticmethod
+    def _unpin(pins: list[int]) -> None:
+        while pins:
+            os.close(pins.pop())
 
-        async def read() -> AsyncIterable[bytes]:
-            with Path(path).open("rb") as fh:
-                while chunk := fh.read(_CHUNK):
-                    yield chunk
+    async def _take_back(self, sha256: str, referenced: Callable[[str], Awaitable[bool]]) -> None:
+        """Remove a refused registration's blob unless it is referenced or pinned by another registration.
 
+        Never raises: the caller is already failing with the reason that matters; a blob left here is collected
+        by ``modelport gc``."""
         try:
-            return await self.put_stream(read())
-        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-            raise ArtifactUnreadable(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
+            fd = await asyncio.to_thread(self._dir.pin_exclusively, sha256)
+            if fd is None:
+                _log.info("artifact_kept", sha256=sha256[:12], reason="another registration holds it")
+                return
+            try:
+                if await referenced(sha256):
+                    _log.info("artifact_kept", sha256=sha256[:12], reason="a version references it")
+                    return
+                # a bucket is shared by replicas whose registrations this pin does not see: there only this
+                # replica's copy goes, and the object is left to `modelport gc` (its age guard covers them)
+                if await asyncio.to_thread(self._dir.delete, sha256, older_than_s=0.0):
+                    _log.info("artifact_discarded", sha256=sha256[:12], reason="its registration was refused")
+            finally:
+                os.close(fd)
+        except Exception as exc:  # noqa: BLE001 - see above
+            _log.warning("artifact_discard_failed", sha256=sha256[:12], error=f"{type(exc).__name__}: {exc}")
 
     # -- reading --------------------------------------------------------------------------------------
     def verified_path(self, sha256: str) -> Path:

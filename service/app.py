@@ -17,6 +17,7 @@ from service.api.feedback import FeedbackController
 from service.api.grpc import GrpcServer
 from service.api.inference_http import InferenceHTTP
 from service.api.metrics import metrics
+from service.api.shared_memory import SharedMemoryController
 from service.api.v1_predict import V1Controller
 from service.api.v2_extensions import V2ExtensionsController
 from service.api.v2_inference import V2Controller
@@ -76,6 +77,8 @@ def create_app(settings: Settings | None = None, *, plugins: PluginRegistry | No
         queue_timeout_ms=settings.queue_timeout_ms,
         max_inflight_body_bytes=settings.max_inflight_body_bytes,
         admission=Admission(runtime.routing, runtime.pool),
+        compression_min_bytes=settings.response_compression_min_bytes,
+        shared_memory=runtime.shared_memory,
     )
 
     grpc_server = GrpcServer(runtime)  # MODELPORT_GRPC_PORT; each worker serves it beside HTTP
@@ -91,7 +94,14 @@ def create_app(settings: Settings | None = None, *, plugins: PluginRegistry | No
             await runtime.stop()
 
     app = Litestar(
-        route_handlers=[V2Controller, V2ExtensionsController, V1Controller, _admin_router(settings), metrics],
+        route_handlers=[
+            V2Controller,
+            V2ExtensionsController,
+            SharedMemoryController,
+            V1Controller,
+            _admin_router(settings),
+            metrics,
+        ],
         lifespan=[lifespan],
         plugins=[ConsolePlugin()],  # /ui and the packaged assets
         exception_handlers=exception_handlers,

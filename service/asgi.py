@@ -10,11 +10,8 @@ everything else is Litestar's.
 
 from __future__ import annotations
 
-import itertools
-import os
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
-from hashlib import blake2b
 from typing import Any, Literal
 from urllib.parse import unquote
 
@@ -22,6 +19,7 @@ import structlog
 
 from service.api.http_body import inference_headers
 from service.api.inference_http import InferenceHTTP, Reply
+from service.request_ids import RequestIds
 from service.runtime import Runtime
 
 __all__ = ("ASGIApp", "ModelportASGI")
@@ -60,11 +58,7 @@ class ModelportASGI:
         self.inference = inference
         self._allowed = runtime.settings.allowed_hosts
         self._host_verdicts: dict[str, bool] = {}
-        # request ids: a random per-process prefix and a keyed hash of a counter (no syscall per request). Ids
-        # name predictions for outcome feedback, so one caller's id must not let it guess another caller's.
-        self._id_prefix = os.urandom(4).hex()
-        self._id_key = os.urandom(16)
-        self._ids = itertools.count(1)
+        self._ids = RequestIds()
 
     def _host_ok(self, host: str) -> bool:
         verdict = self._host_verdicts.get(host)
@@ -88,11 +82,8 @@ class ModelportASGI:
                 route = "v1_predict"
         headers = inference_headers(scope["headers"])
         request_id = headers.get("x-request-id", "")
-        if not _REQUEST_ID.match(request_id):
-            request_id = (
-                self._id_prefix
-                + blake2b(next(self._ids).to_bytes(8, "little"), key=self._id_key, digest_size=8).hexdigest()
-            )
+        if not request_id or not _REQUEST_ID.match(request_id):
+            request_id = self._ids.next()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         if not self._host_ok(headers.get("host", "")) and not path.startswith(_HOST_EXEMPT):
@@ -100,7 +91,7 @@ class ModelportASGI:
             return
         if fast is not None:
             # the lean path passes the request id to its few log calls instead of binding contextvars
-            await self._fast(route, fast, receive, send, headers, request_id)
+            await self._fast(route, fast, scope, receive, send, headers, request_id)
             return
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -113,11 +104,20 @@ class ModelportASGI:
         await self.inner(scope, receive, send_with_id)
 
     async def _fast(
-        self, route: Route, match: re.Match[str], receive: Receive, send: Send, headers: dict[str, str], request_id: str
+        self,
+        route: Route,
+        match: re.Match[str],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        request_id: str,
     ) -> None:
         model = unquote(match.group(1))
         version = unquote(match.group(2)) if match.group(2) is not None else None
-        reply = await self.inference.serve(route, model, version, receive, headers, request_id)
+        client = scope.get("client")
+        peer = client[0] if client else None
+        reply = await self.inference.serve(route, model, version, receive, headers, request_id, peer)
         await self._send_reply(send, reply, request_id)
 
     @staticmethod

@@ -147,6 +147,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._request_started = 0.0
         self._last_data = self.loop.time()
         self._refused = False
+        self._cycles: list[Any] = []
+        """Requests of this connection not yet answered: uvicorn forgets a running one when a pipelined request
+        replaces it as ``self.cycle``, and then never tells it that the connection went away."""
         sweeper = _sweepers.get(server_state)
         if sweeper is None:
             sweeper = _sweepers[server_state] = _Sweeper(self.loop, self.connections, limits.sweep_interval_s)
@@ -196,6 +199,29 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if self.cycle is None or self.cycle.response_complete or not self.cycle.response_started:
                 self.transport.write(_response(status, message))
             self.transport.close()
+        self._abandon_cycle()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's reply to bytes the parser refuses, which closes the connection, also under a request still
+        being answered (a valid request followed by pipelined garbage)."""
+        super().send_400_response(msg)
+        self._abandon_cycle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._abandon_cycle()
+
+    def _abandon_cycle(self) -> None:
+        """The transport is closing under requests whose handlers still run: let each see the disconnect now.
+
+        uvicorn marks only ``self.cycle``, and only in ``connection_lost`` (a later loop iteration): a request
+        answered while a pipelined one waits, or between the close and ``connection_lost``, wrote its reply to a
+        closed transport, which uvloop answers with ``RuntimeError: unable to perform operation on <TCPTransport
+        closed=True>``, a traceback in the log per case (found by ``tests/integration/test_http_fuzz``)."""
+        for cycle in (*self._cycles, self.cycle):
+            if cycle is not None and not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.message_event.set()
 
     def check_deadlines(self, now: float) -> None:
         """Called by the sweep: enforce the header timeout and the body idle timeout."""
@@ -264,3 +290,5 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(431, f"request headers exceed {limits.max_header_bytes} bytes")
             raise _Refused
         super().on_headers_complete()
+        self._cycles = [cycle for cycle in self._cycles if not cycle.response_complete]
+        self._cycles.append(self.cycle)

@@ -19,14 +19,16 @@ from registry_db.migrate import current_async, head_revision
 from service.context import Services
 from service.experiments.wiring import Experiments
 from service.inference.cpu_budget import engine_threads, process_cpu_budget
-from service.inference.dataplane import DataPlane
+from service.inference.dataplane import EXTENSIONS, DataPlane
 from service.inference.engine_pool import EnginePool
 from service.inference.routing_state import RoutingState
+from service.inference.shared_memory import SharedMemoryRegistry
 from service.management.operations import RoutingOperations
 from service.observability.metrics import Metrics
 from service.observability.observers import default_observers
 from service.plugins import PluginRegistry
 from service.security.auth import Authenticator
+from service.security.shared_memory_access import SharedMemoryAccess
 from service.settings import Settings
 
 __all__ = ("Runtime", "open_runtime")
@@ -47,6 +49,8 @@ class Runtime:
     dataplane: DataPlane
     auth: Authenticator
     operations: RoutingOperations
+    shared_memory: SharedMemoryAccess
+    """Triton's system shared-memory extension: this worker's regions and who may use them."""
     started_at: float = field(default_factory=time.time)
 
     @classmethod
@@ -70,11 +74,19 @@ class Runtime:
         experiments = Experiments.build(
             settings, registry=services.registry, metrics=metrics, routing=routing, operations=operations
         )
+        auth = Authenticator(registry=services.registry, admin_token=admin_token)
+        shared_memory = SharedMemoryAccess(
+            SharedMemoryRegistry(max_regions=settings.shm_max_regions, max_bytes=settings.shm_max_bytes),
+            enabled=settings.shm_enabled,
+            workers=settings.workers,
+            auth=auth,
+        )
         dataplane = DataPlane(
             routing=routing,
             pool=pool,
             plugins=services.plugins,
             observers=(*default_observers(metrics), *experiments.observers(settings)),
+            extensions=(*EXTENSIONS, *shared_memory.extensions),
         )
         experiments.bind(dataplane, settings)
         return cls(
@@ -85,8 +97,9 @@ class Runtime:
             pool=pool,
             routing=routing,
             dataplane=dataplane,
-            auth=Authenticator(registry=services.registry, admin_token=admin_token),
+            auth=auth,
             operations=operations,
+            shared_memory=shared_memory,
         )
 
     async def start(self) -> None:
@@ -139,6 +152,7 @@ class Runtime:
         await self.experiments.stop()
         await self.routing.stop()
         await self.pool.close()
+        self.shared_memory.registry.close()
         await self.services.close()
         _log.info("stopped")
 

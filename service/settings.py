@@ -91,11 +91,14 @@ class Settings(BaseSettings):
     """LRU cap on loaded engines; versions an alias or split routes to are never evicted."""
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=1 << 31)
     """Largest inference request body (after decompression): beyond it 413."""
+    response_compression_min_bytes: int = Field(default=1024, ge=0, le=1 << 40)
+    """V2 infer replies smaller than this are sent plain even when ``Accept-Encoding`` asks for gzip or deflate
+    (they fit one TCP segment anyway); 0 compresses every one, as Triton does. Other routes never compress."""
     max_artifact_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=1, le=1 << 40)
     """Largest artifact accepted at registration, enforced while streaming."""
     max_inflight_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, le=1 << 40)
-    """Inference request bytes one worker holds at once (bodies being read plus those queued or running): a
-    request that would pass it gets 503 + Retry-After. At least ``max_body_bytes``."""
+    """Inference request bytes one worker holds at once (bodies being read plus those queued or running, and what
+    compressed ones inflate to): a request that would pass it gets 503 + Retry-After. At least ``max_body_bytes``."""
     max_manifest_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     """Largest registration manifest and largest admin JSON body: beyond it 413."""
     max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
@@ -111,6 +114,14 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=4096, ge=1, le=1_000_000)
     """Open connections per worker (also capped by the descriptor limit): one more evicts the oldest idle or
     header-dribbling connection, or gets 503 when every connection is busy."""
+    shm_enabled: bool = True
+    """Serve Triton's system shared-memory extension to clients on this host (loopback peers only; with
+    ``admin_token`` set, registering needs an admin key). Needs ``workers`` = 1: regions are per process."""
+    shm_max_regions: int = Field(default=64, ge=1, le=4096)
+    """Shared-memory regions one worker keeps registered at once (one open descriptor each)."""
+    shm_max_bytes: int = Field(default=1 << 30, ge=1, le=1 << 40)
+    """Bytes of shared memory one worker keeps registered at once, all regions together; also the most one request
+    may copy out of regions (however many of its inputs name the same one)."""
     registry_poll_interval_s: float = Field(default=1.0, gt=0.0, le=60.0, allow_inf_nan=False)
     """How often each worker checks the registry generation for promotions, splits and archives."""
     db_connect_timeout_s: float = Field(default=5.0, gt=0.0, le=300.0, allow_inf_nan=False)

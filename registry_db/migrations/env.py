@@ -5,7 +5,8 @@ Used two ways: from code (``registry_db.migrate``, which hands over an open conn
 (the URL then comes from ``config.attributes["url"]``, ``sqlalchemy.url`` or modelport's settings).
 
 On PostgreSQL the whole run holds a transaction-scoped advisory lock, so replicas that start together
-upgrade one after the other; SQLite serialises writers by itself (``BEGIN IMMEDIATE``).
+upgrade one after the other; SQLite serialises writers by itself (``BEGIN IMMEDIATE``), and the whole upgrade is one
+transaction on both.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ def _configure(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # SQLite can run DDL in a transaction too; without this Alembic commits after each revision, and a
+        # second process waiting on the write lock reads the schema half-way and replays a revision (seen as
+        # "table leases already exists" with three processes upgrading a fresh file together)
+        transactional_ddl=True,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -246,6 +246,16 @@ class CatalogRepository:
 
         return await self._uow.read(op)
 
+    async def references_sha256(self, sha256: str) -> bool:
+        """Whether any version row (archived ones included) points at this blob: a refused registration of the
+        same bytes must leave it in the store."""
+
+        async def op(tx: Transaction) -> bool:
+            found = await tx.session.execute(select(ModelVersion.id).where(ModelVersion.sha256 == sha256).limit(1))
+            return found.first() is not None
+
+        return await self._uow.read(op)
+
     async def archive_version(self, model: str, version: str, *, actor: str) -> VersionRecord:
         """Retire a version from routing (its row and blob stay). Refused while an alias or split uses it."""
 

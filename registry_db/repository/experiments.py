@@ -9,12 +9,13 @@ prediction, by a conditional update, so a duplicate or a concurrent repeat is ne
 from __future__ import annotations
 
 import hashlib
-import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -34,6 +35,7 @@ __all__ = (
 )
 
 _MAX_KEY = 128
+_ENCODER = msgspec.json.Encoder()
 _INSERT_PREDICTION = (
     "INSERT INTO prediction_log (model, request_key, version, at, prediction, outcomes, correct, rewards, "
     "reward_sum, reward_sq, errors_n, abs_error_sum, abs_error_sq) VALUES ({}, {}, {}, {}, {}, 0, 0, 0, 0, 0, 0, 0, 0) "
@@ -48,6 +50,29 @@ def request_key(request_id: str) -> str:
     return "sha256:" + hashlib.sha256(request_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _json(entry: LoggedPrediction) -> str:
+    return _ENCODER.encode(entry.prediction).decode()
+
+
+class _SqliteStamps:
+    """Epoch seconds as SQLAlchemy's SQLite DATETIME text (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC), the date and
+    time formatted once per second: a batch of a second's predictions shares them (isoformat per row cost more
+    than the rest of the row)."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, at: float) -> str:
+        second = int(at)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int((at - second) * 1e6):06d}"
+
+
 @dataclass(frozen=True, slots=True)
 class LoggedPrediction:
     """One served call as the log keeps it (``prediction``: per instance, a label or a value)."""
@@ -55,7 +80,8 @@ class LoggedPrediction:
     model: str
     request_id: str
     version: str
-    at: datetime
+    at: float
+    """When it was served, in epoch seconds (a datetime is made only where a driver needs one)."""
     prediction: list[Any]
 
 
@@ -197,20 +223,13 @@ class ExperimentsRepository:
             if tx.postgres:
                 sql = _INSERT_PREDICTION.format(*(f"${i}" for i in range(1, 6)))
                 rows: list[tuple[Any, ...]] = [
-                    (e.model, request_key(e.request_id), e.version, e.at, json.dumps(e.prediction)) for e in entries
+                    (e.model, request_key(e.request_id), e.version, datetime.fromtimestamp(e.at, UTC), _json(e))
+                    for e in entries
                 ]
             else:
                 sql = _INSERT_PREDICTION.format(*("?" * 5))
-                rows = [
-                    (
-                        e.model,
-                        request_key(e.request_id),
-                        e.version,
-                        e.at.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds"),
-                        json.dumps(e.prediction),
-                    )
-                    for e in entries
-                ]
+                stamp = _SqliteStamps()
+                rows = [(e.model, request_key(e.request_id), e.version, stamp(e.at), _json(e)) for e in entries]
             connection = await tx.session.connection()
             await connection.exec_driver_sql(sql, rows)
 

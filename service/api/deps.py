@@ -133,5 +133,6 @@ async def serve_inference(
     request_id = request.scope.get("state", {}).get("request_id", "-")
     headers = inference_headers(request.scope["headers"])
     receive = cast(Receive, request.receive)  # Litestar types its events; the edge reads plain ASGI messages
-    reply = await inference.serve(route, model, version, receive, headers, request_id)
+    peer = request.client.host if request.client is not None else None
+    reply = await inference.serve(route, model, version, receive, headers, request_id, peer)
     return Response(content=reply.body, status_code=reply.status, headers=reply.headers, media_type=reply.media_type)

@@ -32,6 +32,7 @@ INFERENCE_HEADERS = frozenset(
         b"content-length",
         b"content-type",
         b"content-encoding",
+        b"accept-encoding",
         b"inference-header-content-length",
         b"x-routing-key",
         b"x-request-id",
@@ -112,12 +113,15 @@ def _check_content_type(headers: Mapping[str, str]) -> None:
         _ACCEPTED_RAW.add(raw)
 
 
-def plain_body(body: bytes, headers: Mapping[str, str], max_bytes: int) -> bytes | memoryview:
-    """The body ready for a codec: media type checked, ``Content-Encoding`` undone, within ``max_bytes``."""
+def plain_body(
+    body: bytes, headers: Mapping[str, str], max_bytes: int, reserve: Callable[[int], None] | None = None
+) -> bytes | memoryview:
+    """The body ready for a codec: media type checked, ``Content-Encoding`` undone, within ``max_bytes``; the
+    inflated bytes are reserved through ``reserve`` as they are produced (see :func:`decompress_body`)."""
     _check_content_type(headers)
     encoding = headers.get("content-encoding")
     if encoding:
-        return decompress_body(body, encoding, max_bytes=max_bytes)
+        return decompress_body(body, encoding, max_bytes=max_bytes, reserve=reserve)
     if len(body) > max_bytes:
         raise PayloadTooLarge(f"request body of {len(body)} bytes exceeds the limit of {max_bytes} bytes")
     return body

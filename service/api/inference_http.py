@@ -13,14 +13,17 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from service.api.http_body import Receive, header_length, plain_body, read_body
-from service.api.limits import BodyBudget
+from service.api.limits import BodyBudget, Reservation
+from service.api.response_compression import INLINE_COMPRESS_BYTES, accepted_coding, compress
 from service.codecs.v1 import decode_predict_request, encode_predict_response
 from service.codecs.v2 import DecodedTensor, decode_infer_request, encode_infer_response
 from service.errors import InvalidInput, Overloaded, PayloadTooLarge
 from service.exception_handlers import error_reply
 from service.inference.admission import Admission
 from service.inference.dataplane import DataPlane, InferCall, InferResult
+from service.inference.shared_memory import RegionLookup
 from service.plugins import TensorSpec
+from service.security.shared_memory_access import SharedMemoryAccess
 
 __all__ = ("InferenceHTTP", "Reply")
 
@@ -28,6 +31,17 @@ _KEEP_ALIVE_UNREAD_BYTES = 64 * 1024
 """A refused request whose unread body is at most this keeps its connection (no reconnect under overload)."""
 _INLINE_INFLATE_BYTES = 64 * 1024
 """Compressed bodies up to this size inflate inline (microseconds); larger ones in a worker thread."""
+
+
+@dataclass(slots=True)
+class _Incoming:
+    """One request as read: its body (reserved in the budget), headers and id, and the reservation for what the
+    body inflates to; ``serve`` gives both back once the request is answered."""
+
+    body: bytes
+    headers: Mapping[str, str]
+    request_id: str
+    inflated: Reservation
 
 
 @dataclass(slots=True)
@@ -49,9 +63,13 @@ class InferenceHTTP:
         queue_timeout_ms: float,
         max_inflight_body_bytes: int = 0,
         admission: Admission | None = None,
+        compression_min_bytes: int = 1024,
+        shared_memory: SharedMemoryAccess | None = None,
     ) -> None:
         self._dataplane = dataplane
+        self._shared_memory = shared_memory
         self._max_body = max_body_bytes
+        self._compression_min = compression_min_bytes
         self.budget = BodyBudget(max_inflight_body_bytes or 4 * max_body_bytes)
         """Inference body bytes this worker holds now (``MODELPORT_MAX_INFLIGHT_BODY_BYTES``)."""
         self._admission = admission
@@ -65,8 +83,12 @@ class InferenceHTTP:
         receive: Receive,
         headers: Mapping[str, str],
         request_id: str,
+        peer: str | None = "",
     ) -> Reply:
-        """Read the body under the cap and answer one inference request: the entry point of both paths."""
+        """Read the body under the cap and answer one inference request: the entry point of both paths.
+
+        ``peer`` is the client's host address (None: unknown), for the shared-memory extension's rule.
+        """
         if self._admission is not None:
             refused = self._admission.refusal(model, version, headers.get("x-routing-key"))
             if refused is not None:  # the engine's queue is full: refuse before reading or decoding anything
@@ -78,11 +100,19 @@ class InferenceHTTP:
         except (PayloadTooLarge, InvalidInput) as exc:
             status, payload, extra = error_reply(exc, request_id)
             return Reply(status, payload, extra)
-        handler = self.v2_infer if route == "v2_infer" else self.v1_predict
+        regions = None
+        if self._shared_memory is not None and route == "v2_infer":  # tensors copied out of regions share the budget
+            regions = self._shared_memory.for_request(lambda: peer, self.budget)
+        incoming = _Incoming(body, headers, request_id, self.budget.reservation())
         try:
-            return await handler(model, version, body, headers, request_id)
+            if route == "v2_infer":
+                return await self.v2_infer(model, version, incoming, regions)
+            return await self.v1_predict(model, version, incoming)
         finally:
+            incoming.inflated.release()  # what a compressed body inflated to, held as long as the body
             self.budget.give(len(body))
+            if regions is not None:
+                regions.release()
 
     def _refuse_unread(
         self, call: InferCall, refused: tuple[str | None, Overloaded], headers: Mapping[str, str] | None
@@ -101,11 +131,15 @@ class InferenceHTTP:
         return reply
 
     async def v2_infer(
-        self, model: str, version: str | None, body: bytes, headers: Mapping[str, str], request_id: str
+        self, model: str, version: str | None, incoming: _Incoming, shared_memory: RegionLookup | None = None
     ) -> Reply:
-        call = InferCall(model, version, "v2_infer", request_id, (), routing_key=headers.get("x-routing-key"))
+        """``shared_memory``: the regions this request may name (None: the extension is not served here)."""
+        headers = incoming.headers
+        call = InferCall(model, version, "v2_infer", incoming.request_id, (), routing_key=headers.get("x-routing-key"))
         try:
-            request = decode_infer_request(await self._plain(body, headers), header_length=header_length(headers))
+            request = decode_infer_request(
+                await self._plain(incoming), header_length=header_length(headers), shared_memory=shared_memory
+            )
         except Exception as exc:  # noqa: BLE001 - every failure is an {"error": ...} reply
             self._dataplane.reject(call, exc)
             return _error(exc, call)
@@ -129,25 +163,27 @@ class InferenceHTTP:
             return Reply(200, payload, headers, "application/octet-stream")
 
         try:
-            return await self._dataplane.infer(call, encode)
+            reply = await self._dataplane.infer(call, encode)
         except Exception as exc:  # noqa: BLE001
             return _error(exc, call)
+        accept = headers.get("accept-encoding")
+        if accept is None or len(reply.body) < self._compression_min:
+            return reply
+        return await _compressed(reply, accept)
 
-    async def v1_predict(
-        self, model: str, version: str | None, body: bytes, headers: Mapping[str, str], request_id: str
-    ) -> Reply:
+    async def v1_predict(self, model: str, version: str | None, incoming: _Incoming) -> Reply:
         call = InferCall(
             model,
             version,
             "v1_predict",
-            request_id,
+            incoming.request_id,
             (),
-            routing_key=headers.get("x-routing-key"),
+            routing_key=incoming.headers.get("x-routing-key"),
             timeout_s=self._default_timeout_s,
             postprocess=True,
         )
         try:
-            plain = await self._plain(body, headers)
+            plain = await self._plain(incoming)
         except Exception as exc:  # noqa: BLE001
             self._dataplane.reject(call, exc)
             return _error(exc, call)
@@ -173,12 +209,35 @@ class InferenceHTTP:
         except Exception as exc:  # noqa: BLE001
             return _error(exc, call)
 
-    async def _plain(self, body: bytes, headers: Mapping[str, str]) -> bytes | memoryview:
+    async def _plain(self, incoming: _Incoming) -> bytes | memoryview:
         """The body ready for a codec; a large compressed one is inflated in a worker thread, so that up to
-        ``MAX_BODY_BYTES`` of output never holds the event loop (and every other request) meanwhile."""
+        ``MAX_BODY_BYTES`` of output never holds the event loop (and every other request) meanwhile. Inflated
+        bytes are reserved in the in-flight budget as they are produced (503 once it is exhausted)."""
+        body, headers, reserve = incoming.body, incoming.headers, incoming.inflated.take
         if len(body) > _INLINE_INFLATE_BYTES and headers.get("content-encoding"):
-            return await asyncio.to_thread(plain_body, body, headers, self._max_body)
-        return plain_body(body, headers, self._max_body)
+            return await asyncio.to_thread(plain_body, body, headers, self._max_body, reserve)
+        return plain_body(body, headers, self._max_body, reserve)
+
+
+async def _compressed(reply: Reply, accept_encoding: str) -> Reply:
+    """A successful V2 infer reply compressed as ``Accept-Encoding`` asks (service.api.response_compression).
+
+    The reply's headers, ``Inference-Header-Content-Length`` included, describe the uncompressed body and stay;
+    ``Content-Encoding`` is added. A body that would not get smaller is sent as it is.
+    """
+    coding = accepted_coding(accept_encoding)
+    if coding is None:
+        return reply
+    if len(reply.body) > INLINE_COMPRESS_BYTES:
+        body = await asyncio.to_thread(compress, reply.body, coding)
+    else:
+        body = compress(reply.body, coding)
+    if len(body) >= len(reply.body):
+        return reply
+    reply.body = body
+    reply.headers["Content-Encoding"] = coding
+    reply.headers["Vary"] = "Accept-Encoding"
+    return reply
 
 
 def _error(exc: BaseException, call: InferCall) -> Reply:

@@ -83,12 +83,38 @@ def _run_uvicorn(settings: Settings) -> None:
     server.run()
 
 
+_HYPER_MIN_BUFFER = 8192
+"""hyper (granian's HTTP implementation) refuses a read buffer smaller than this."""
+
+
+def granian_limits(settings: Settings) -> dict[str, int]:
+    """The connection limits granian can enforce, from our settings (``docs/security.md`` says which hold).
+
+    ``header_read_timeout_ms``: ``HEADER_TIMEOUT_S``; ``max_buffer_size``: ``MAX_HEADER_BYTES`` (hyper's read
+    buffer bounds the request line and headers: past it, 431), at least hyper's minimum of 8 KiB;
+    ``backpressure``: ``MAX_CONNECTIONS`` as the requests one worker serves at once (further connections wait in
+    the listen backlog, nothing is evicted); ``workers_kill_timeout``: ``DRAIN_TIMEOUT_S``. Granian has no
+    body-read or keep-alive timeout and no per-field header cap.
+    """
+    return {
+        "header_read_timeout_ms": max(1, round(settings.header_timeout_s * 1000)),
+        "max_buffer_size": max(_HYPER_MIN_BUFFER, settings.max_header_bytes),
+        "backpressure": settings.max_connections,
+        "workers_kill_timeout": max(1, round(settings.drain_timeout_s)),
+    }
+
+
 def _run_granian(settings: Settings) -> None:
     try:
         from granian import Granian
-        from granian.constants import Interfaces
+        from granian.constants import HTTPModes, Interfaces
+        from granian.http import HTTP1Settings
     except ImportError:
         raise click.ClickException("granian is not installed: pip install 'modelport[granian]'") from None
+    from service.connection_guard import raise_fd_limit
+
+    raise_fd_limit()
+    limits = granian_limits(settings)
     Granian(
         "service.app:create_app_from_env",
         factory=True,
@@ -96,6 +122,12 @@ def _run_granian(settings: Settings) -> None:
         port=settings.port,
         interface=Interfaces.ASGI,
         workers=settings.workers,
+        http=HTTPModes.http1,  # the limits below are HTTP/1.1's; the clients we serve speak it
+        http1_settings=HTTP1Settings(
+            header_read_timeout=limits["header_read_timeout_ms"], max_buffer_size=limits["max_buffer_size"]
+        ),
+        backpressure=limits["backpressure"],
+        workers_kill_timeout=limits["workers_kill_timeout"],
     ).serve()
 
 

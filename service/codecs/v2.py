@@ -20,9 +20,15 @@ datatype is known, then by a typed decoder (``list[int]``, ``list[bool]``, ``lis
 a number belongs is refused rather than parsed. Binary tensors are ``np.frombuffer`` views of the body
 (zero-copy when aligned, else one copy; such views are read-only, so engines must not write into inputs).
 
+System shared memory (Triton's extension): an input whose ``parameters`` name ``shared_memory_region`` (with
+``shared_memory_byte_size`` and optional ``shared_memory_offset``) is copied out of that registered region, in
+the binary layout, when the request is decoded; an output that names one is written there by the encoder, after
+every such output was checked to fit, and answered with its metadata and parameters but no data. Both need the
+caller's region lookup (``shared_memory``); without one they are NotImplementedFeature.
+
 Only :class:`~service.errors.InvalidInput`, :class:`~service.errors.PayloadTooLarge`,
-:class:`~service.errors.UnsupportedMediaType` and :class:`~service.errors.NotImplementedFeature`
-(shared-memory extension) leave the decoder, whatever the bytes.
+:class:`~service.errors.UnsupportedMediaType`, :class:`~service.errors.Forbidden` and
+:class:`~service.errors.NotImplementedFeature` (shared-memory extension) leave the decoder, whatever the bytes.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import math
 import struct
 import sys
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, NamedTuple
 
 import msgspec
@@ -46,6 +52,7 @@ from service.errors import (
     UnsupportedMediaType,
 )
 from service.inference.parameters import refuse_sequence_controls
+from service.inference.shared_memory import RegionLookup, ShmTarget
 from service.plugins.contract import NUMPY_TO_V2, V2_TO_NUMPY, TensorSpec
 from service.schemas.v2 import (
     InferOutput,
@@ -65,6 +72,9 @@ __all__ = (
     "bytes_element",
     "checked_shape",
     "prepare_outputs",
+    "shm_input",
+    "shm_output",
+    "write_shm_outputs",
     "decode_binary_tensor",
     "decode_infer_request",
     "decompress_body",
@@ -97,6 +107,8 @@ class OutputRequest(NamedTuple):
     name: str
     binary_data: bool | None = None
     classification: int = 0
+    shared_memory: ShmTarget | None = None
+    """Write the result into this registered region instead of the response."""
 
 
 class DecodedInferRequest(msgspec.Struct, frozen=True):
@@ -176,21 +188,29 @@ _LE_DTYPES: dict[str, np.dtype[Any]] = {
 # -- request ----------------------------------------------------------------------------------------------
 
 
-def decompress_body(body: bytes | memoryview, content_encoding: str | None, *, max_bytes: int) -> bytes | memoryview:
+def decompress_body(
+    body: bytes | memoryview,
+    content_encoding: str | None,
+    *,
+    max_bytes: int,
+    reserve: Callable[[int], None] | None = None,
+) -> bytes | memoryview:
     """The body with its ``Content-Encoding`` (gzip, deflate, identity) undone, never over ``max_bytes``.
 
-    Decompression stops as soon as the output passes ``max_bytes`` (a zip bomb costs at most that much
-    memory). Raises PayloadTooLarge beyond the cap, UnsupportedMediaType for other codings and
-    InvalidInput for corrupt or truncated streams.
+    Output is produced in steps of at most 1 MiB and ``reserve(n)`` is called with each step's size before the
+    step is kept, so a caller's memory budget counts the inflated bytes as they appear and can stop inflation by
+    raising (``service.api.limits.Reservation.take``). Decompression stops as soon as the output passes
+    ``max_bytes`` (a zip bomb costs at most that much memory). Raises PayloadTooLarge beyond the cap,
+    UnsupportedMediaType for other codings and InvalidInput for corrupt or truncated streams.
     """
     codings = [c.strip().lower() for c in (content_encoding or "").split(",")]
     codings = [c for c in codings if c and c != "identity"]
     for coding in reversed(codings):
         if coding in ("gzip", "x-gzip"):
-            body = _inflate(body, 16 + zlib.MAX_WBITS, max_bytes, "gzip", members=True)
+            body = _inflate(body, 16 + zlib.MAX_WBITS, max_bytes, "gzip", members=True, reserve=reserve)
         elif coding == "deflate":  # zlib-wrapped as HTTP says; some clients send raw deflate
             wbits = zlib.MAX_WBITS if _has_zlib_header(body) else -zlib.MAX_WBITS
-            body = _inflate(body, wbits, max_bytes, "deflate", members=False)
+            body = _inflate(body, wbits, max_bytes, "deflate", members=False, reserve=reserve)
         else:
             raise UnsupportedMediaType(
                 f"unsupported Content-Encoding '{coding[:32]}': send the body plain or with gzip or deflate"
@@ -210,43 +230,76 @@ def _has_zlib_header(data: bytes | memoryview) -> bool:
 MAX_GZIP_MEMBERS = 64
 """Concatenated gzip members accepted in one body. Clients send one; each further member costs a copy of the
 rest of the body, so thousands of empty members would make inflating quadratic."""
+_INFLATE_STEP = 1 << 20
+"""Inflated bytes produced (and reserved) per step."""
 
 
-def _inflate(data: bytes | memoryview, wbits: int, max_bytes: int, name: str, *, members: bool) -> bytes:
-    chunks: list[bytes] = []
+def _inflate(
+    data: bytes | memoryview,
+    wbits: int,
+    max_bytes: int,
+    name: str,
+    *,
+    members: bool,
+    reserve: Callable[[int], None] | None,
+) -> bytes | memoryview:
+    first: bytes | None = None
+    out: bytearray | None = None  # grows in place (mremap), so the output is held once, not once more to join it
     size = 0
+    count = 0
     while True:
-        if len(chunks) == MAX_GZIP_MEMBERS:
+        count += 1
+        if count > MAX_GZIP_MEMBERS:
             raise InvalidInput(f"{name} request body has more than {MAX_GZIP_MEMBERS} members")
         inflater = zlib.decompressobj(wbits)
-        try:
-            chunk = inflater.decompress(data, max_bytes - size + 1)
-        except zlib.error as exc:
-            raise InvalidInput(f"corrupt {name} request body: {exc}") from None
-        size += len(chunk)
-        if size > max_bytes or inflater.unconsumed_tail:
-            raise PayloadTooLarge(f"decompressed request body exceeds the limit of {max_bytes} bytes")
+        pending: bytes | memoryview = data
+        while True:
+            limit = min(_INFLATE_STEP, max_bytes - size + 1)
+            try:
+                chunk = inflater.decompress(pending, limit)
+            except zlib.error as exc:
+                raise InvalidInput(f"corrupt {name} request body: {exc}") from None
+            if chunk:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(f"decompressed request body exceeds the limit of {max_bytes} bytes")
+                if reserve is not None:
+                    reserve(len(chunk))
+                if first is None:
+                    first = chunk
+                else:
+                    if out is None:
+                        out, first = bytearray(first), b""
+                    out += chunk
+            pending = inflater.unconsumed_tail
+            if inflater.eof or (not pending and len(chunk) < limit):
+                break
         if not inflater.eof:
             raise InvalidInput(f"truncated {name} request body")
-        chunks.append(chunk)
         data = inflater.unused_data
         if not data:
             break
         if not members:
             raise InvalidInput(f"{len(data)} unexpected bytes after the end of the {name} stream")
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if out is not None:
+        return memoryview(out)
+    return first if first is not None else b""
 
 
-def decode_infer_request(body: bytes | memoryview, *, header_length: int | None) -> DecodedInferRequest:
+def decode_infer_request(
+    body: bytes | memoryview, *, header_length: int | None, shared_memory: RegionLookup | None = None
+) -> DecodedInferRequest:
     """Decode an infer body; see :func:`_decode_infer_request`. JSON nested past msgspec's depth limit (its
     decoder raises RecursionError, whichever field it is in) is the client's mistake, answered 400."""
     try:
-        return _decode_infer_request(body, header_length=header_length)
+        return _decode_infer_request(body, header_length=header_length, shared_memory=shared_memory)
     except RecursionError:
         raise InvalidInput("malformed JSON: nested too deeply") from None
 
 
-def _decode_infer_request(body: bytes | memoryview, *, header_length: int | None) -> DecodedInferRequest:
+def _decode_infer_request(
+    body: bytes | memoryview, *, header_length: int | None, shared_memory: RegionLookup | None
+) -> DecodedInferRequest:
     """Decode an infer body (JSON, or JSON header + binary tensors) into numpy arrays.
 
     Args:
@@ -254,6 +307,7 @@ def _decode_infer_request(body: bytes | memoryview, *, header_length: int | None
             within the body cap (``service.api.http_body.plain_body``).
         header_length: ``Inference-Header-Content-Length`` (length of the JSON part of the decoded body), or
             None when the header is absent (then the body must be plain JSON).
+        shared_memory: the regions this caller may name (None: the extension is not served).
 
     Returns:
         the request with one ``DecodedTensor`` per input, each array shaped like its declared ``shape``.
@@ -281,7 +335,7 @@ def _decode_infer_request(body: bytes | memoryview, *, header_length: int | None
                 break
     if wire is None:
         wire = _decode_strictly(json_part, header_length, total)
-    return _decoded(wire, body, header_length, total)
+    return _decoded(wire, body, header_length, total, shared_memory)
 
 
 def _decode_strictly(json_part: bytes | memoryview, header_length: int | None, total: int) -> _WireRequest:
@@ -296,7 +350,11 @@ def _decode_strictly(json_part: bytes | memoryview, header_length: int | None, t
 
 
 def _decoded(
-    wire: _FastRequest | _WireRequest, body: bytes | memoryview, header_length: int | None, total: int
+    wire: _FastRequest | _WireRequest,
+    body: bytes | memoryview,
+    header_length: int | None,
+    total: int,
+    shared_memory: RegionLookup | None,
 ) -> DecodedInferRequest:
     inputs: list[DecodedTensor] = []
     offset = header_length if header_length is not None else total
@@ -310,10 +368,11 @@ def _decoded(
         _check_size(name, shape)
         params = wire_input.parameters
         binary_size = None
+        in_shm = None
         if params is not None:
-            if params.shared_memory_region is not None:
-                raise NotImplementedFeature(f"input '{name}': the shared-memory extension is not supported")
             binary_size = params.binary_data_size
+            if params.shared_memory_region is not None:
+                in_shm = params
         raw = wire_input.data
         if raw is None:
             has_data = False
@@ -321,7 +380,19 @@ def _decoded(
             has_data = True
         else:
             has_data = raw is not _NO_DATA and not (len(raw) == 4 and bytes(raw) == b"null")
-        if binary_size is not None:
+        if in_shm is not None:
+            if has_data or binary_size is not None:
+                raise InvalidInput(f"input '{name}' names a shared memory region and also carries data")
+            array = shm_input(
+                shared_memory,
+                name,
+                datatype,
+                shape,
+                in_shm.shared_memory_region or "",
+                in_shm.shared_memory_byte_size,
+                in_shm.shared_memory_offset,
+            )
+        elif binary_size is not None:
             if has_data:
                 raise InvalidInput(f"input '{name}' has both 'data' and parameters.binary_data_size")
             if header_length is None:
@@ -367,11 +438,16 @@ def _decoded(
             if oparams is None:
                 outputs.append(OutputRequest(wire_output.name))
                 continue
+            target = None
             if oparams.shared_memory_region is not None:
-                raise NotImplementedFeature(
-                    f"output '{wire_output.name}': the shared-memory extension is not supported"
+                target = shm_output(
+                    shared_memory,
+                    wire_output.name,
+                    oparams.shared_memory_region,
+                    oparams.shared_memory_byte_size,
+                    oparams.shared_memory_offset,
                 )
-            outputs.append(OutputRequest(wire_output.name, oparams.binary_data, oparams.classification or 0))
+            outputs.append(OutputRequest(wire_output.name, oparams.binary_data, oparams.classification or 0, target))
     parameters = wire.parameters
     if parameters is not None and (parameters.sequence_id or parameters.sequence_start or parameters.sequence_end):
         refuse_sequence_controls(
@@ -525,6 +601,64 @@ def decode_binary_tensor(
     return array.reshape(shape)
 
 
+def shm_input(
+    shared_memory: RegionLookup | None,
+    name: str,
+    datatype: str,
+    shape: tuple[int, ...],
+    region: str,
+    byte_size: int | None,
+    offset: int | None,
+) -> np.ndarray:
+    """An input's tensor from a registered region (``shared_memory_*`` parameters), copied out now, shaped
+    ``shape``; the byte size must be exactly what the datatype and shape need (BYTES: its serialized size)."""
+    what = f"input '{name}'"
+    if shared_memory is None:
+        raise NotImplementedFeature(f"{what}: the shared-memory extension is not supported")
+    if byte_size is None:
+        raise InvalidInput(f"{what}: shared_memory_region needs shared_memory_byte_size")
+    if datatype != "BYTES":
+        expected = math.prod(shape) * _LE_DTYPES[datatype].itemsize
+        if byte_size != expected:  # before copying anything
+            raise InvalidInput(
+                f"{what}: shape {list(shape)} of {datatype} needs {expected} bytes, shared_memory_byte_size says "
+                f"{byte_size}"
+            )
+    found = shared_memory.region(what, region)
+    shared_memory.charge(what, byte_size)
+    buffer = found.read(what, offset or 0, byte_size)
+    return decode_binary_tensor(buffer, 0, byte_size, datatype, shape, name=name, size_source="shared_memory_byte_size")
+
+
+def shm_output(
+    shared_memory: RegionLookup | None, name: str, region: str, byte_size: int | None, offset: int | None
+) -> ShmTarget:
+    """Where a requested output goes (``shared_memory_*`` parameters), checked against the region now."""
+    what = f"output '{name}'"
+    if shared_memory is None:
+        raise NotImplementedFeature(f"{what}: the shared-memory extension is not supported")
+    if byte_size is None:
+        raise InvalidInput(f"{what}: shared_memory_region needs shared_memory_byte_size")
+    target = ShmTarget(shared_memory.region(what, region), offset or 0, byte_size)
+    target.region.bounds(what, target.offset, byte_size)
+    return target
+
+
+def write_shm_outputs(prepared: Sequence[PreparedOutput]) -> dict[str, int]:
+    """Write the outputs that go to shared memory; the bytes written, by output name. Every one is checked to fit
+    before any is written, so a refused response leaves every region as it was."""
+    pending: list[tuple[str, ShmTarget, bytes | memoryview]] = []
+    for output in prepared:
+        target = output.shared_memory
+        if target is not None:
+            payload = encode_binary_tensor(output.array, output.datatype)
+            target.check(f"output '{output.name}'", len(payload))
+            pending.append((output.name, target, payload))
+    for _, target, payload in pending:
+        target.region.write(target.offset, payload)
+    return {name: len(payload) for name, _, payload in pending}
+
+
 def _decode_bytes(
     body: bytes | memoryview, offset: int, size: int, count: int, name: str, size_source: str
 ) -> np.ndarray:
@@ -579,8 +713,17 @@ def encode_infer_response(
     """
     encoded: list[InferOutput] = []
     buffers: list[Any] = []
-    for name, datatype, array, binary in prepare_outputs(outputs, output_specs, requested_outputs):
-        if binary_data_output if binary is None else binary:
+    prepared = prepare_outputs(outputs, output_specs, requested_outputs)
+    written = _written_to_shm(prepared, requested_outputs)
+    for name, datatype, array, binary, target in prepared:
+        if target is not None:
+            parameters = OutputParameters(
+                shared_memory_region=target.region.name,
+                shared_memory_byte_size=written[name],
+                shared_memory_offset=target.offset or None,
+            )
+            encoded.append(InferOutput(name, datatype, list(array.shape), parameters))
+        elif binary_data_output if binary is None else binary:
             payload = encode_binary_tensor(array, datatype)
             encoded.append(InferOutput(name, datatype, list(array.shape), OutputParameters(len(payload))))
             buffers.append(payload)
@@ -592,13 +735,23 @@ def encode_infer_response(
     return b"".join([header, *buffers]), len(header)
 
 
+def _written_to_shm(
+    prepared: Sequence[PreparedOutput], requested_outputs: Sequence[OutputRequest] | None
+) -> dict[str, int]:
+    if requested_outputs is None or all(entry.shared_memory is None for entry in requested_outputs):
+        return {}
+    return write_shm_outputs(prepared)
+
+
 class PreparedOutput(NamedTuple):
-    """One output ready for a wire: classified if asked, with its V2 datatype; ``binary`` as requested."""
+    """One output ready for a wire: classified if asked, with its V2 datatype; ``binary`` as requested;
+    ``shared_memory`` where the result goes instead of the response (None: in the response)."""
 
     name: str
     datatype: str
     array: np.ndarray
     binary: bool | None
+    shared_memory: ShmTarget | None = None
 
 
 def prepare_outputs(
@@ -609,18 +762,20 @@ def prepare_outputs(
     """The outputs to answer with, in wire order: the requested ones in request order, else all in signature
     order; the classification extension applied. Shared by the HTTP and gRPC encoders."""
     if requested_outputs:  # the data plane refused unknown names before inference
-        selection = [(entry.name, entry.binary_data, entry.classification) for entry in requested_outputs]
+        selection = [
+            (entry.name, entry.binary_data, entry.classification, entry.shared_memory) for entry in requested_outputs
+        ]
     else:
         names = [spec.name for spec in output_specs if spec.name in outputs]
         if len(names) != len(outputs):
             names.extend(name for name in outputs if name not in names)
-        selection = [(name, None, 0) for name in names]
+        selection = [(name, None, 0, None) for name in names]
     prepared: list[PreparedOutput] = []
-    for name, binary, classes in selection:
+    for name, binary, classes, target in selection:
         array = np.asarray(outputs[name])
         if classes:
             array = _classify(array, classes)
-        prepared.append(PreparedOutput(name, _datatype_of(array, name), array, binary))
+        prepared.append(PreparedOutput(name, _datatype_of(array, name), array, binary, target))
     return prepared
 
 

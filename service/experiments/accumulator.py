@@ -36,16 +36,23 @@ class StatsAccumulator:
         self._buckets: dict[BucketKey, VersionCounters] = {}
         self._dirty: dict[BucketKey, int] = {}
         """Buckets changed since their last flush, each with a change stamp (how many times it was handed out)."""
+        self._current: dict[tuple[str, str], tuple[int, BucketKey, VersionCounters]] = {}
+        """Per (model, version): the current bucket's start, key and counters (the per-call lookup is one get)."""
 
     def counters(self, model: str, version: str) -> VersionCounters:
         """The current bucket's counters of one version, to add to (marks the bucket for the next flush)."""
-        now = int(self._clock())
-        key = BucketKey(model, version, now - now % self.bucket_s)
-        counters = self._buckets.get(key)
-        if counters is None:
-            counters = self._buckets[key] = VersionCounters()
+        now = self._clock()
+        current = self._current.get((model, version))
+        if current is None or not current[0] <= now < current[0] + self.bucket_s:
+            start = int(now) - int(now) % self.bucket_s
+            key = BucketKey(model, version, start)
+            counters = self._buckets.get(key)
+            if counters is None:
+                counters = self._buckets[key] = VersionCounters()
+            current = self._current[(model, version)] = (start, key, counters)
+        key = current[1]
         self._dirty[key] = self._dirty.get(key, 0) + 1
-        return counters
+        return current[2]
 
     def pending(self) -> list[tuple[BucketKey, VersionCounters, int]]:
         """Every bucket changed since it was last flushed: its running totals (a copy: safe to write while
@@ -70,6 +77,9 @@ class StatsAccumulator:
             del self._dirty[key]
             if key.start < current:
                 self._buckets.pop(key, None)
+                cached = self._current.get((key.model, key.version))
+                if cached is not None and cached[1] == key:
+                    del self._current[(key.model, key.version)]
 
     def totals(self, model: str) -> dict[str, VersionCounters]:
         """This worker's counters still in memory per version (the current bucket and unflushed ones)."""

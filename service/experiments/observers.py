@@ -1,21 +1,23 @@
-"""The experiment observers on the data plane: fleet statistics and the prediction log.
+"""The experiment observer on the data plane: fleet statistics and the prediction log, in one pass per call.
 
-Both run on the event loop for every call, so each costs a dictionary lookup and a few additions; nothing
-here touches the database (the flusher does, in batches).
+It runs on the event loop for every call, so it costs a dictionary lookup and a few additions; nothing here
+touches the database (the flusher does, in batches). One observer rather than two: each observer call, and each
+value two of them would share, costs about a microsecond per request.
 """
 
 from __future__ import annotations
 
 from service.experiments.accumulator import StatsAccumulator
 from service.experiments.prediction_log import PredictionLog
-from service.experiments.predictions import predictions_of
+from service.experiments.predictions import predicted
 from service.inference.dataplane import InferenceEvent
 
-__all__ = ("FleetStatsObserver", "PredictionLogObserver")
+__all__ = ("ExperimentsObserver",)
 
 
-class FleetStatsObserver:
-    """Per-version requests, errors, latencies and predicted labels, into this worker's current bucket.
+class ExperimentsObserver:
+    """Per-version requests, errors, latencies and predicted labels into this worker's current bucket, and
+    what each served call predicted, under its request id, for outcomes sent later (``log``; None: no feedback).
 
     Only what the version did counts as its requests and errors: a call that never resolved says nothing about
     any version; backpressure (503: queue full, queue timeout, not ready) and the caller's mistakes after
@@ -23,40 +25,36 @@ class FleetStatsObserver:
     condemned for it.
     """
 
-    def __init__(self, stats: StatsAccumulator) -> None:
+    __slots__ = ("_log", "_stats")
+
+    def __init__(self, stats: StatsAccumulator, log: PredictionLog | None) -> None:
         self._stats = stats
-
-    def observe(self, event: InferenceEvent) -> None:
-        call = event.call
-        status = event.status
-        if call.served_version is None or status == 404:
-            return
-        counters = self._stats.counters(call.model, call.served_version)
-        if status == 503:
-            counters.rejected += 1
-            return
-        if 400 <= status < 500:
-            counters.client_errors += 1
-            return
-        counters.requests += 1
-        if status >= 500:
-            counters.errors += 1
-            return
-        counters.latency.add(event.duration_s * 1000.0)
-        for label in predictions_of(event) or ():
-            if isinstance(label, str):
-                counters.add_label(label)
-
-
-class PredictionLogObserver:
-    """Keeps what each served call predicted, under its request id, for outcomes sent later."""
-
-    def __init__(self, log: PredictionLog) -> None:
         self._log = log
 
     def observe(self, event: InferenceEvent) -> None:
         call = event.call
-        if event.status != 200 or call.served_version is None:
+        version = call.served_version
+        status = event.status
+        if version is None or status == 404:
             return
-        # logged even without a single prediction (an image, a sequence): such a call can still get a reward
-        self._log.append(call.model, call.request_id, call.served_version, predictions_of(event) or [])
+        counters = self._stats.counters(call.model, version)
+        if status != 200:
+            if status == 503:
+                counters.rejected += 1
+            elif status < 500:
+                counters.client_errors += 1
+            else:
+                counters.requests += 1
+                counters.errors += 1
+            return
+        counters.requests += 1
+        counters.latency.add(event.duration_s * 1000.0)
+        result = event.result
+        labels = predicted(result) if result is not None else None
+        if labels:
+            for label in labels:
+                if label.__class__ is str:
+                    counters.add_label(label)
+        if self._log is not None:
+            # logged even without a single prediction (an image, a sequence): such a call can still get a reward
+            self._log.append(call.model, call.request_id, version, labels or [])

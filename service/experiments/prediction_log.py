@@ -8,20 +8,24 @@ outcomes will get 404) rather than growing memory or slowing inference.
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from datetime import UTC, datetime
 
 from registry_db.repository.experiments import LoggedPrediction, request_key
 from service.experiments.predictions import Prediction
 
 __all__ = ("PredictionLog",)
 
+_Pending = tuple[str, str, str, float, list[Prediction]]
+"""model, request id, version, epoch seconds, prediction: a plain tuple on the request path (a frozen dataclass
+costs several times as much to build); :class:`LoggedPrediction` is made when the flusher takes a batch."""
+
 
 class PredictionLog:
     """This worker's unwritten predictions; used from the event loop only."""
 
     def __init__(self, *, max_pending: int) -> None:
-        self._pending: deque[LoggedPrediction] = deque()
+        self._pending: deque[_Pending] = deque()
         self._keys: set[tuple[str, str]] = set()
         self._max_pending = max_pending
         self.dropped = 0
@@ -32,7 +36,7 @@ class PredictionLog:
         if len(self._pending) >= self._max_pending:
             self.dropped += 1
             return
-        self._pending.append(LoggedPrediction(model, request_id, version, datetime.now(UTC), list(prediction)))
+        self._pending.append((model, request_id, version, time.time(), prediction))
         self._keys.add((model, request_key(request_id)))
 
     def __len__(self) -> int:
@@ -44,7 +48,11 @@ class PredictionLog:
 
     def take(self, limit: int) -> list[LoggedPrediction]:
         """The oldest ``limit`` pending predictions (hand them back with :meth:`restore` if the write fails)."""
-        batch = [self._pending.popleft() for _ in range(min(limit, len(self._pending)))]
+        pending = self._pending
+        batch = []
+        for _ in range(min(limit, len(pending))):
+            model, request_id, version, at, prediction = pending.popleft()
+            batch.append(LoggedPrediction(model, request_id, version, at, prediction))
         return batch
 
     def written_out(self, batch: list[LoggedPrediction]) -> None:
@@ -59,4 +67,4 @@ class PredictionLog:
         for entry in batch[room:]:
             self._keys.discard((entry.model, request_key(entry.request_id)))
         self.dropped += len(batch) - len(keep)
-        self._pending.extendleft(reversed(keep))
+        self._pending.extendleft((e.model, e.request_id, e.version, e.at, e.prediction) for e in reversed(keep))

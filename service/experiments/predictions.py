@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from service.inference.dataplane import InferenceEvent, InferResult
+from service.inference.dataplane import InferResult
 
-__all__ = ("MAX_LOGGED_INSTANCES", "Prediction", "predicted", "predictions_of")
+__all__ = ("MAX_LOGGED_INSTANCES", "Prediction", "predicted")
 
 Prediction = str | float | None
 """A label, a finite value, or None (a non-finite output: not comparable with any truth)."""
@@ -56,27 +56,21 @@ def predicted(result: InferResult) -> list[Prediction] | None:
             break
     if array is None:
         array = next(iter(outputs.values()))
-    if array.ndim == 0 or array.shape[0] == 0:
+    shape = array.shape
+    if not shape or shape[0] == 0:
         return None
-    rows = array[:MAX_LOGGED_INSTANCES]
-    per_row = math.prod(rows.shape[1:])
-    if rows.ndim == 2 and per_row > 1 and rows.dtype.kind == "f":
+    if shape[0] > MAX_LOGGED_INSTANCES:
+        array = array[:MAX_LOGGED_INSTANCES]
+        shape = array.shape
+    kind = array.dtype.kind
+    if len(shape) == 2 and shape[1] > 1 and kind == "f":
         # methods, not np.argmax: numpy's function wrappers cost more than the work on a (1, classes) row
-        return [str(i) for i in rows.argmax(axis=1).tolist()]
+        return [str(i) for i in array.argmax(axis=1).tolist()]
+    rows = array
+    per_row = math.prod(shape[1:])
     if per_row == 1:
         flat = rows.reshape(rows.shape[0])
-        if flat.dtype.kind == "f":
+        if kind == "f":
             return [_value(float(v)) for v in flat]
         return [_scalar(v) for v in flat]
     return None
-
-
-def predictions_of(event: InferenceEvent) -> list[Prediction] | None:
-    """:func:`predicted` for a served event, computed once however many observers ask."""
-    if event.result is None:
-        return None
-    memo = event.memo
-    if "predicted" not in memo:
-        memo["predicted"] = predicted(event.result)
-    found: list[Prediction] | None = memo["predicted"]
-    return found

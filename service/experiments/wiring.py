@@ -11,7 +11,7 @@ from service.experiments.accumulator import StatsAccumulator
 from service.experiments.feedback import FeedbackRecorder
 from service.experiments.fleet import FleetStats
 from service.experiments.flusher import ExperimentsFlusher
-from service.experiments.observers import FleetStatsObserver, PredictionLogObserver
+from service.experiments.observers import ExperimentsObserver
 from service.experiments.prediction_log import PredictionLog
 from service.experiments.rollouts import RolloutController, RolloutOperations
 from service.experiments.shadow import ShadowMirror
@@ -88,10 +88,8 @@ class Experiments:
         return cls(stats, predictions, flusher, feedback, fleet, shadow, rollouts, controller)
 
     def observers(self, settings: Settings) -> tuple[InferenceObserver, ...]:
-        found: list[InferenceObserver] = [FleetStatsObserver(self.stats), self.shadow]
-        if settings.feedback_window_s > 0:
-            found.append(PredictionLogObserver(self.predictions))
-        return tuple(found)
+        log = self.predictions if settings.feedback_window_s > 0 else None
+        return (ExperimentsObserver(self.stats, log), self.shadow)
 
     def bind(self, dataplane: DataPlane, settings: Settings) -> None:
         dataplane.calm_below = settings.shadow_max_primary_inflight

@@ -30,6 +30,8 @@ class Admission:
     def refusal(self, model: str, version: str | None, routing_key: str | None) -> tuple[str, Overloaded] | None:
         """The version and the Overloaded to answer with when every version this call may land on is full;
         None to let the call through (unknown model, engine not loaded, or room somewhere)."""
+        if not self._pool.pressure.full_queues:  # the common case: no queue is full anywhere in this process
+            return None
         if version is not None:
             candidates: tuple[str, ...] = (version,)
         else:

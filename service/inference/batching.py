@@ -40,7 +40,7 @@ import structlog
 
 from service.errors import BackendFailure, EngineUnavailable, ModelportError, Overloaded
 
-__all__ = ("DynamicBatcher", "PredictFn")
+__all__ = ("DynamicBatcher", "PredictFn", "QueuePressure")
 
 _log = structlog.get_logger(__name__)
 
@@ -53,6 +53,16 @@ _QUEUED, _RUNNING, _GONE = 0, 1, 2
 _NOTHING, _WORK, _WORKER, _LINGER = 0, 1, 2, 3
 _SCAN_LIMIT = 64
 """How far past an unstackable request the batch builder looks for stackable ones."""
+
+
+class QueuePressure:
+    """How many of a process's batchers have a full queue right now, kept by the batchers themselves: admission
+    reads it before anything else, so a call when no queue is full costs one attribute read."""
+
+    __slots__ = ("full_queues",)
+
+    def __init__(self) -> None:
+        self.full_queues = 0
 
 
 class _Request:
@@ -98,6 +108,7 @@ class DynamicBatcher:
         threads: int = 1,
         name: str,
         on_batch: Callable[[int, float], None] | None = None,
+        pressure: QueuePressure | None = None,
     ) -> None:
         """Args:
         predict: the engine's thread-safe ``predict`` on a whole batch.
@@ -107,6 +118,7 @@ class DynamicBatcher:
         threads: worker threads running batches concurrently.
         name: for thread names, logs and error messages (e.g. ``"mlp:2"``).
         on_batch: called after every batch with ``(rows, seconds)`` from the worker thread (metrics).
+        pressure: shared with the other batchers of the process; counts this one while its queue is full.
         """
         if max_batch_size < 1 or max_queue < 1 or threads < 1 or max_delay_s < 0:
             raise ValueError("max_batch_size, max_queue and threads must be >= 1 and max_delay_s >= 0")
@@ -128,6 +140,8 @@ class DynamicBatcher:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._batch_seconds = 0.0  # moving average, for Retry-After
+        self._pressure = pressure or QueuePressure()
+        self._counted_full = False
 
     # -- introspection ----------------------------------------------------------------------------------
     @property
@@ -190,6 +204,7 @@ class DynamicBatcher:
             if not request.future.done():
                 request.future.set_exception(error)
         self._queued_rows = 0
+        self._track_full()
         for batch in self._running:
             for request in batch:
                 if not request.future.done():
@@ -229,6 +244,8 @@ class DynamicBatcher:
             request.timer = loop.call_later(timeout_s, self._expire, request)
         queue.append(request)
         self._queued_rows += request.rows
+        if len(queue) >= self._max_queue:
+            self._track_full()
         waiting = self._waiting
         if waiting == _WORK or (waiting == _LINGER and self._queued_rows >= self._max_batch):
             self._wake.set()
@@ -243,6 +260,13 @@ class DynamicBatcher:
     def full(self) -> bool:
         """Whether a request submitted now would be refused (read by admission before a body is read)."""
         return len(self._queue) >= self._max_queue
+
+    def _track_full(self) -> None:
+        """Keep :class:`QueuePressure` in step after the queue grew to its bound or shrank."""
+        full = len(self._queue) >= self._max_queue
+        if full != self._counted_full:
+            self._counted_full = full
+            self._pressure.full_queues += 1 if full else -1
 
     def overloaded(self) -> Overloaded:
         """The refusal of a request that finds the queue full, with a Retry-After from the work ahead."""
@@ -265,6 +289,8 @@ class DynamicBatcher:
             self._queue.remove(request)
             self._queued_rows -= request.rows
         self._drop(request)
+        if self._counted_full:
+            self._track_full()
 
     def _expire(self, request: _Request) -> None:
         if request.state != _QUEUED:
@@ -352,6 +378,8 @@ class DynamicBatcher:
                 break
         if skipped:
             queue.extendleft(reversed(skipped))
+        if self._counted_full:
+            self._track_full()
         return batch
 
     def _dispatch(self, batch: list[_Request]) -> None:

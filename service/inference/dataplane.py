@@ -45,7 +45,7 @@ __all__ = (
 )
 
 EXTENSIONS = ("binary_tensor_data", "model_configuration", "model_repository", "statistics")
-"""Protocol extensions this server implements (``GET /v2``)."""
+"""Protocol extensions this server always implements (``GET /v2``); the runtime adds those its settings serve."""
 
 _T = TypeVar("_T")
 
@@ -101,8 +101,6 @@ class InferenceEvent:
     status: int
     """The outcome as an HTTP status number (200 served; else the error's class status)."""
     duration_s: float
-    memo: dict[str, Any] = field(default_factory=dict)
-    """Values derived from the event that several observers need (computed once, by the first to ask)."""
 
 
 class InferenceObserver(Protocol):
@@ -145,8 +143,10 @@ class DataPlane:
         pool: EnginePool,
         plugins: PluginRegistry,
         observers: Sequence[InferenceObserver] = (),
+        extensions: Sequence[str] = EXTENSIONS,
     ) -> None:
         self._routing = routing
+        self._extensions = list(extensions)
         self._pool = pool
         self._plugins = plugins
         self._observers = tuple(observers)
@@ -252,7 +252,7 @@ class DataPlane:
         return True
 
     def server_metadata(self) -> dict[str, Any]:
-        return {"name": "modelport", "version": __version__, "extensions": list(EXTENSIONS)}
+        return {"name": "modelport", "version": __version__, "extensions": list(self._extensions)}
 
     def server_ready(self) -> dict[str, Any]:
         """Readiness detail, or EngineUnavailable while starting up, draining, or serving a model by routing the

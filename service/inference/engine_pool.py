@@ -19,7 +19,7 @@ import structlog
 from registry_db.errors import IntegrityError
 from registry_db.records import VersionRecord
 from service.errors import ArtifactRejected, EngineUnavailable
-from service.inference.batching import DynamicBatcher
+from service.inference.batching import DynamicBatcher, QueuePressure
 from service.inference.loader import LoadedArtifact, load_engine
 from service.inference.processing import compile_postprocessor, compile_preprocessor
 from service.inference.validation import InputValidator
@@ -77,6 +77,8 @@ class EnginePool:
         self._failures: dict[VersionKey, tuple[str, float]] = {}
         self._pinned: frozenset[VersionKey] = frozenset()
         self._closing: set[asyncio.Task[None]] = set()
+        self.pressure = QueuePressure()
+        """How many loaded engines have a full queue now (admission's first, cheapest check)."""
 
     # -- lookup -------------------------------------------------------------------------------------
     def get_loaded(self, model: str, version: str) -> ServedVersion | None:
@@ -188,6 +190,7 @@ class EnginePool:
             threads=s.inference_threads,
             name=f"{record.model_name}:{record.version}",
             on_batch=on_batch,
+            pressure=self.pressure,
         )
         await batcher.start()
         return ServedVersion(

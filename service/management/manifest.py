@@ -194,9 +194,13 @@ def _invalid(exc: ValidationError) -> InvalidInput:
 
 def parse_manifest(raw: str | bytes) -> VersionManifest:
     """The manifest part of an upload (JSON text); InvalidInput naming each bad field."""
-    size = len(raw.encode("utf-8") if isinstance(raw, str) else raw)
-    if size > MAX_MANIFEST_BYTES:
-        raise InvalidInput(f"invalid manifest: {size} bytes; the limit is {MAX_MANIFEST_BYTES}")
+    if isinstance(raw, str):
+        try:
+            raw = raw.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: what Python makes of bytes that are not UTF-8 (argv, files)
+            raise InvalidInput("invalid manifest: the text is not valid UTF-8") from None
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise InvalidInput(f"invalid manifest: {len(raw)} bytes; the limit is {MAX_MANIFEST_BYTES}")
     try:
         return VersionManifest.model_validate_json(raw)
     except ValidationError as exc:

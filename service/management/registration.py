@@ -2,7 +2,10 @@
 
 Order matters for crash safety: blob (fsynced, renamed) -> guard + load + smoke test -> DB row. A crash at
 any point leaves either nothing in the DB or a row whose blob is durable; blobs without rows are collected
-by ``modelport gc`` and are unreachable through any API meanwhile.
+by ``modelport gc`` and are unreachable through any API meanwhile. A registration that is refused (the
+artifact fails a check, cannot load or fails its smoke test, the row cannot commit) takes its blob back at once
+unless a version references the same bytes (``ArtifactStore.provisional``), so refused uploads do not pile up
+in the store until the next ``gc``.
 """
 
 from __future__ import annotations
@@ -75,12 +78,6 @@ def _check_manifest(services: Services, model_name: str, manifest: VersionManife
             raise InvalidInput(str(exc)) from None
 
 
-async def _store(services: Services, artifact: Path | AsyncIterable[bytes]) -> StoredArtifact:
-    if isinstance(artifact, Path):
-        return await services.store.put_file(artifact)
-    return await services.store.put_stream(artifact)
-
-
 def _declared_signature(manifest: VersionManifest) -> dict[str, Any] | None:
     if manifest.signature is None:
         return None
@@ -104,7 +101,14 @@ async def register_version(
     points at an existing version again.
     """
     _check_manifest(services, model_name, manifest)
-    stored = await _store(services, artifact)
+    catalog = services.registry.catalog
+    async with services.store.provisional(artifact, referenced=catalog.references_sha256) as stored:
+        return await _prove_and_commit(services, model_name, stored, manifest, principal)
+
+
+async def _prove_and_commit(
+    services: Services, model_name: str, stored: StoredArtifact, manifest: VersionManifest, principal: Principal
+) -> VersionRecord:
     declared = _declared_signature(manifest)
 
     def prove() -> dict[str, Any]:

@@ -44,7 +44,8 @@ class TensorParameters(msgspec.Struct, omit_defaults=True):
         Meta(description="Bytes of this input in the binary section after the JSON header (binary extension)."),
     ] = None
     shared_memory_region: Annotated[
-        str | None, Meta(description="Shared-memory extension: not implemented here (answered 501).")
+        str | None,
+        Meta(description="System shared-memory extension: a registered region holding the tensor (no data)."),
     ] = None
     shared_memory_byte_size: int | None = None
     shared_memory_offset: int | None = None
@@ -82,7 +83,8 @@ class RequestedOutputParameters(msgspec.Struct, omit_defaults=True):
         Meta(description="Classification extension: return the top-N classes as 'value:index' strings."),
     ] = None
     shared_memory_region: Annotated[
-        str | None, Meta(description="Shared-memory extension: not implemented here (answered 501).")
+        str | None,
+        Meta(description="System shared-memory extension: a registered region holding the tensor (no data)."),
     ] = None
     shared_memory_byte_size: int | None = None
     shared_memory_offset: int | None = None
@@ -126,6 +128,13 @@ class OutputParameters(msgspec.Struct, omit_defaults=True):
     binary_data_size: Annotated[
         int | None, Meta(description="Bytes of this output in the binary section after the JSON header.")
     ] = None
+    shared_memory_region: Annotated[
+        str | None, Meta(description="Shared-memory extension: the region the output was written to (no data).")
+    ] = None
+    shared_memory_byte_size: Annotated[
+        int | None, Meta(description="Shared-memory extension: bytes written at the output's offset.")
+    ] = None
+    shared_memory_offset: int | None = None
 
 
 class InferOutput(msgspec.Struct, omit_defaults=True):

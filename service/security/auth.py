@@ -25,6 +25,11 @@ class Authenticator:
         self._registry = registry
         self._admin_token = admin_token.encode() if admin_token else None
 
+    @property
+    def has_admin_token(self) -> bool:
+        """Whether ``MODELPORT_ADMIN_TOKEN`` is set (authentication is on for the operations that follow it)."""
+        return self._admin_token is not None
+
     async def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
             raise Unauthorized("missing 'Authorization: Bearer <key>' header")

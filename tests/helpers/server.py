@@ -18,6 +18,28 @@ from typing import Any
 import httpx
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+SMALL_LIMITS = {
+    "MODELPORT_MAX_HEADER_BYTES": "8192",
+    "MODELPORT_MAX_HEADER_FIELD_BYTES": "4096",
+    "MODELPORT_HEADER_TIMEOUT_S": "1",
+    "MODELPORT_BODY_IDLE_TIMEOUT_S": "1",
+    "MODELPORT_KEEP_ALIVE_TIMEOUT_S": "1",
+    "MODELPORT_MAX_CONNECTIONS": "1000",
+    "MODELPORT_MAX_BODY_BYTES": str(4 << 20),
+    "MODELPORT_MAX_INFLIGHT_BODY_BYTES": str(8 << 20),
+}
+"""Connection limits small enough that tests of them take seconds (``run_server(extra_env=...)``)."""
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends on a raw socket until it closes (or the socket's timeout)."""
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return data
 
 
 def free_port() -> int:
@@ -131,3 +153,22 @@ def run_server(
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def run_example_models(root: Path, *, grpc: bool = True, **kwargs: Any) -> Iterator[ServerProcess]:
+    """``run_server`` on ``root / "data"`` with Triton's example models registered and promoted to production:
+    ``simple`` (INPUT0, INPUT1 ``(batch, 16) int32`` -> OUTPUT0 sum, OUTPUT1 difference) and ``echo`` (TEXT
+    ``(batch, n) BYTES`` -> ECHO, the same strings). gRPC is on unless ``grpc=False``."""
+    from tests.helpers.onnx_models import make_simple_onnx, make_string_echo_onnx
+
+    make_simple_onnx(root / "simple.onnx")
+    make_string_echo_onnx(root / "echo.onnx")
+    with run_server(root / "data", grpc=grpc, **kwargs) as server:
+        server.register_onnx("simple", root / "simple.onnx")
+        server.register_onnx("echo", root / "echo.onnx")
+        with server.admin() as admin:
+            for model in ("simple", "echo"):
+                reply = admin.put(f"/admin/models/{model}/aliases/production", json={"version": "1"})
+                assert reply.status_code == 200, reply.text
+        yield server

@@ -15,20 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers.server import ServerProcess, run_server
+from tests.helpers.server import SMALL_LIMITS, ServerProcess, read_until_closed, run_server
 
 pytestmark = pytest.mark.integration
 
-LIMITS = {
-    "MODELPORT_MAX_HEADER_BYTES": "8192",
-    "MODELPORT_MAX_HEADER_FIELD_BYTES": "4096",
-    "MODELPORT_HEADER_TIMEOUT_S": "1",
-    "MODELPORT_BODY_IDLE_TIMEOUT_S": "1",
-    "MODELPORT_KEEP_ALIVE_TIMEOUT_S": "1",
-    "MODELPORT_MAX_CONNECTIONS": "1000",
-    "MODELPORT_MAX_BODY_BYTES": str(4 << 20),
-    "MODELPORT_MAX_INFLIGHT_BODY_BYTES": str(8 << 20),
-}
+LIMITS = SMALL_LIMITS
 INFER = b"POST /v2/models/m/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 
 
@@ -42,17 +33,6 @@ def _connect(server: ServerProcess, timeout: float = 10.0) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
-
-
-def _read_reply(sock: socket.socket) -> bytes:
-    """Everything the server sends until it closes (or the socket's timeout)."""
-    data = b""
-    try:
-        while chunk := sock.recv(65536):
-            data += chunk
-    except (TimeoutError, ConnectionResetError):
-        pass
-    return data
 
 
 def _status(reply: bytes) -> int:
@@ -72,7 +52,7 @@ def test_a_50_mb_header_is_refused_with_431_quickly(server: ServerProcess) -> No
     with _connect(server) as sock:
         started = time.monotonic()
         _send_all_tolerating_close(sock, INFER + b"X-Routing-Key: " + b"k" * (50 << 20))
-        reply = _read_reply(sock)
+        reply = read_until_closed(sock)
     assert _status(reply) == 431, reply[:200]
     assert b"request headers exceed 8192 bytes" in reply
     assert time.monotonic() - started < 5.0
@@ -81,7 +61,7 @@ def test_a_50_mb_header_is_refused_with_431_quickly(server: ServerProcess) -> No
 def test_one_oversized_field_in_a_single_packet_is_refused(server: ServerProcess) -> None:
     with _connect(server) as sock:
         sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"v" * 5000 + b"\r\n\r\n")
-        reply = _read_reply(sock)
+        reply = read_until_closed(sock)
     assert _status(reply) == 431 and b"header field exceeds 4096 bytes" in reply
 
 
@@ -101,7 +81,7 @@ def test_headers_that_never_finish_get_408_after_the_header_timeout(server: Serv
             except (BrokenPipeError, ConnectionResetError):
                 break
             time.sleep(0.25)
-        reply = _read_reply(sock)
+        reply = read_until_closed(sock)
     assert _status(reply) == 408, reply[:200]
     assert time.monotonic() - started < 3.0
 
@@ -109,7 +89,7 @@ def test_headers_that_never_finish_get_408_after_the_header_timeout(server: Serv
 def test_a_silent_connection_is_closed(server: ServerProcess) -> None:
     with _connect(server) as sock:
         started = time.monotonic()
-        assert _read_reply(sock) == b""  # closed without a word after the keep-alive timeout
+        assert read_until_closed(sock) == b""  # closed without a word after the keep-alive timeout
     assert time.monotonic() - started < 3.0
 
 
@@ -117,7 +97,7 @@ def test_a_stalled_body_gets_408_after_the_idle_timeout(server: ServerProcess) -
     with _connect(server) as sock:
         started = time.monotonic()
         sock.sendall(INFER + b"Content-Length: 1000\r\n\r\n" + b"{" * 10)
-        reply = _read_reply(sock)
+        reply = read_until_closed(sock)
     assert _status(reply) == 408 and b"request body stalled" in reply, reply[:200]
     assert time.monotonic() - started < 3.0
 
@@ -174,7 +154,7 @@ def test_unfinished_bodies_past_the_inflight_budget_get_503(server: ServerProces
                     _send_chunk(third, 1 << 20)
                 except (BrokenPipeError, ConnectionResetError):
                     break
-            reply = _read_reply(third)
+            reply = read_until_closed(third)
         assert _status(reply) == 503, reply[:300]
         assert b"retry-after: 1" in reply.lower() and b"request bodies in flight" in reply
     finally:

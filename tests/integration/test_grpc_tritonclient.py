@@ -25,8 +25,8 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from tests.helpers.onnx_models import make_mlp_onnx, make_simple_onnx, make_string_echo_onnx
-from tests.helpers.server import ADMIN_TOKEN, ServerProcess, run_server
+from tests.helpers.onnx_models import make_mlp_onnx, make_simple_onnx
+from tests.helpers.server import ADMIN_TOKEN, ServerProcess, run_example_models, run_server
 
 pytestmark = pytest.mark.integration
 
@@ -42,14 +42,10 @@ class GrpcServer:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcServer]:
     root = tmp_path_factory.mktemp("grpc-server")
-    make_simple_onnx(root / "simple.onnx")
-    make_string_echo_onnx(root / "echo.onnx")
     make_mlp_onnx(root / "mlp-1.onnx", seed=1)
     make_mlp_onnx(root / "mlp-2.onnx", seed=2)
     make_mlp_onnx(root / "tampered.onnx", seed=3)
-    with run_server(root / "data", grpc=True) as server:
-        server.register_onnx("simple", root / "simple.onnx")
-        server.register_onnx("echo", root / "echo.onnx")
+    with run_example_models(root) as server:  # simple and echo, in production
         server.register_onnx("mlp", root / "mlp-1.onnx")
         server.register_onnx("mlp", root / "mlp-2.onnx")
         tampered = server.register_onnx("tampered", root / "tampered.onnx")["sha256"]
@@ -57,8 +53,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcServer]:
         blob.chmod(0o600)
         blob.write_bytes(blob.read_bytes()[:-1] + b"!")  # no longer its sha256: every load is refused
         with server.admin() as admin:
-            for model in ("simple", "echo"):
-                assert admin.put(f"/admin/models/{model}/aliases/production", json={"version": "1"}).status_code == 200
             split = {"splits": [{"version": "1", "weight": 50}, {"version": "2", "weight": 50}]}
             assert admin.put("/admin/models/mlp/traffic", json=split).status_code == 200
         yield GrpcServer(server, server.grpc_url)
@@ -116,7 +110,13 @@ def test_health_metadata_and_config(client: grpcclient.InferenceServerClient) ->
     assert not client.is_model_ready("nope") and not client.is_model_ready("simple", "9")
     server = client.get_server_metadata(as_json=True)
     assert server["name"] == "modelport"
-    assert set(server["extensions"]) == {"classification", "model_configuration", "model_repository", "statistics"}
+    assert set(server["extensions"]) == {
+        "classification",
+        "model_configuration",
+        "model_repository",
+        "statistics",
+        "system_shared_memory",
+    }
     meta = client.get_model_metadata("simple", as_json=True)
     assert meta["versions"] == ["1"] and meta["platform"] == "onnxruntime_onnx"
     assert meta["inputs"][0] == {"name": "INPUT0", "datatype": "INT32", "shape": ["-1", "16"]}
@@ -316,9 +316,8 @@ def test_error_codes(stub: Any) -> None:
     assert "sequence batching is not supported" in refused.value.details()
     shm = _typed_request()
     shm.inputs[0].parameters["shared_memory_region"].string_param = "region"
-    assert _code(lambda: stub.ModelInfer(shm)) == grpc.StatusCode.UNIMPLEMENTED
+    assert _code(lambda: stub.ModelInfer(shm)) == grpc.StatusCode.INVALID_ARGUMENT  # tests/.../test_shared_memory.py
     for call in (
-        lambda: stub.SystemSharedMemoryRegister(pb.SystemSharedMemoryRegisterRequest(name="r", key="/r", byte_size=8)),
         lambda: stub.CudaSharedMemoryStatus(pb.CudaSharedMemoryStatusRequest()),
         lambda: stub.TraceSetting(pb.TraceSettingRequest()),
         lambda: stub.LogSettings(pb.LogSettingsRequest()),

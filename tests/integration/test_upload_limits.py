@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -133,3 +133,75 @@ def test_start_up_removes_temp_files_of_killed_uploads(tmp_path: Path) -> None:
     with run_server(tmp_path / "data"):
         assert not abandoned.exists()
         assert live.exists()  # recently written: it may belong to another replica's upload in flight
+
+
+# -- refused uploads leave no blob (issue 12) -----------------------------------------------------------------
+
+
+def _blobs(server: ServerProcess) -> set[str]:
+    root = Path(server.env["MODELPORT_DATA_DIR"]) / "artifacts" / "sha256"
+    return {path.name for path in root.glob("*/*")}
+
+
+def _log_of_zero(path: Path) -> Path:
+    """A model whose output on zeros is -inf: it loads, and the smoke test refuses it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])
+    graph = helper.make_graph([helper.make_node("Log", ["x"], ["y"])], "log", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, str(path))
+    return path
+
+
+def _register(server: ServerProcess, model: str, artifact: Path, manifest: Mapping[str, object]) -> httpx.Response:
+    with server.admin() as client, artifact.open("rb") as fh:
+        return client.post(
+            f"/admin/models/{model}/versions",
+            files={"artifact": (artifact.name, fh, "application/octet-stream")},
+            data={"manifest": json.dumps({"backend": "onnx", **manifest})},
+        )
+
+
+def test_refused_uploads_leave_no_blob(server: ServerProcess, tmp_path: Path) -> None:
+    """Smoke-test failure, a format the backend refuses, processing that does not fit: each is refused after its
+    bytes were stored, and each blob is gone when the reply arrives (it used to stay until ``modelport gc``)."""
+    before = _blobs(server)
+    not_onnx = tmp_path / "image.onnx"
+    not_onnx.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    mlp = tmp_path / "mlp.onnx"
+    make_mlp_onnx(mlp, in_dim=8, hidden=4, out=3, seed=7)
+    refusals = [
+        (_log_of_zero(tmp_path / "log.onnx"), {}, "not finite"),
+        (not_onnx, {}, ""),
+        (mlp, {"postprocessing": {"type": "classification", "labels": ["a", "b"]}}, "label"),
+    ]
+    for artifact, manifest, needle in refusals:
+        reply = _register(server, "refused", artifact, manifest)
+        assert reply.status_code in (400, 422), reply.text
+        assert needle in reply.json()["error"], reply.text
+        assert _blobs(server) == before, f"{artifact.name}: its blob stayed"
+    assert _temp_files(server) == []
+
+
+def test_a_refused_upload_of_registered_bytes_keeps_the_blob(server: ServerProcess, tmp_path: Path) -> None:
+    """The same bytes as a registered version: a label conflict (409, after the blob was stored) and a refused
+    manifest on another model leave the blob, and the registered version still loads from it."""
+    artifact = tmp_path / "kept.onnx"
+    make_mlp_onnx(artifact, in_dim=8, hidden=4, out=3, seed=8)
+    created = _register(server, "kept", artifact, {"version": "v1"})
+    assert created.status_code == 201, created.text
+    sha256 = created.json()["sha256"]
+    conflict = _register(server, "kept", artifact, {"version": "v1"})
+    assert conflict.status_code == 409, conflict.text
+    labels = {"postprocessing": {"type": "classification", "labels": ["only-one"]}}
+    refused = _register(server, "elsewhere", artifact, labels)
+    assert refused.status_code in (400, 422), refused.text
+    assert sha256 in _blobs(server)
+    with server.client() as client:
+        body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 8], "data": [0.5] * 8}]}
+        reply = client.post("/v2/models/kept/versions/v1/infer", json=body)
+    assert reply.status_code == 200, reply.text

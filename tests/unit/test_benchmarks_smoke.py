@@ -152,6 +152,7 @@ def test_summary_ratios_targets_and_tables() -> None:
         _row("modelport", 64, 10500, 6.0, 12.0),
         _row("modelport", 1, 20, 50.0, 60.0, model="3x224x224"),
         _row("modelport", 1, 150, 6.0, 8.0, route="v2-binary", model="3x224x224"),
+        _row("modelport", 1, 160, 6.0, 8.0, route="v2-shm", model="3x224x224"),
         {"server": "modelport", "route": "v1-predict", "model": "mlp", "concurrency": 64, "error": "boom"},
     ]
     summary = summarise(rows, (1, 64))
@@ -159,6 +160,7 @@ def test_summary_ratios_targets_and_tables() -> None:
     assert mp["per_concurrency"]["64"] == {"vs_ceiling": 0.75, "vs_naive": 3.5, "p99_over_p50": 2.0}
     assert mp["batching_overhead_c1_ms"] == pytest.approx(0.15)
     assert summary["large_input"]["modelport"]["1"]["binary_over_json"] == 7.5
+    assert summary["large_input"]["modelport"]["1"]["shm_over_json"] == 8.0
     targets = summary["targets"]
     assert all(t["met"] for t in targets.values())
     table = format_table(rows)
@@ -166,6 +168,7 @@ def test_summary_ratios_targets_and_tables() -> None:
     assert "modelport v2-binary 3x224x224" in table and "failed: boom" in table
     text = format_summary(summary)
     assert "| 64 | 0.75 | 3.50 | 2.00 |" in text and "+0.150 ms" in text
+    assert "| 1 | 20.0 | 150.0 | 7.5 | 160.0 | 8.0 |" in text
 
 
 def test_summary_without_modelport_has_no_targets() -> None:

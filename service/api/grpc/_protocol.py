@@ -25,4 +25,5 @@ SERVICE = "inference.GRPCInferenceService"
 """The full service name clients call (Triton's; KServe's V2 gRPC clients use the same)."""
 
 Context: TypeAlias = Any
-"""``grpc.aio.ServicerContext`` (grpcio ships no type information)."""
+"""The call a handler is given: :class:`service.api.grpc.transport.Call`, which offers the methods of
+``grpc.aio.ServicerContext`` that the service uses (typed loosely so the service does not import the edge)."""

@@ -1,12 +1,12 @@
-"""The gRPC server of one worker: ``grpc.aio`` on the worker's event loop, started and drained by its lifespan.
+"""The gRPC server of one worker: :mod:`service.api.grpc.transport` (our own HTTP/2 and gRPC framing) on the
+worker's event loop, started and drained by its lifespan.
 
-The method table is built here rather than by tritonclient's generated ``add_..._to_server``: requests arrive
-as bytes and are parsed in the handler, so a message that does not parse is INVALID_ARGUMENT naming the
-message type (the generated table would answer INTERNAL), and a stream survives one bad message. Messages are
-capped at ``MODELPORT_MAX_BODY_BYTES`` (beyond it gRPC answers RESOURCE_EXHAUSTED, as HTTP answers 413). With
-several workers each binds the same port with ``SO_REUSEPORT`` and the kernel spreads connections; with one,
-the port is exclusive, so a second server on it fails at start instead of silently sharing it.
-"""
+The method table is built here: requests arrive as bytes and are parsed in the handler, so a message that does
+not parse is INVALID_ARGUMENT naming the message type (generated code would answer INTERNAL), and a stream
+survives one bad message. Messages are capped at ``MODELPORT_MAX_BODY_BYTES`` (beyond it gRPC answers
+RESOURCE_EXHAUSTED, as HTTP answers 413). With several workers each binds the same port with ``SO_REUSEPORT``
+and the kernel spreads connections; with one, the port is exclusive, so a second server on it fails at start
+instead of silently sharing it."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from google.protobuf.message import DecodeError
 
 from service.api.grpc._protocol import SERVICE, Context, pb
 from service.api.grpc.service import InferenceService
+from service.api.grpc.shared_memory import SHARED_MEMORY_RPCS, SharedMemoryService
+from service.api.grpc.transport import Abort, GrpcEdge, Method, StreamMethod, UnaryMethod
 from service.errors import NotImplementedFeature
 from service.inference.repository import ModelRepository
 from service.runtime import Runtime
@@ -41,9 +43,6 @@ _UNARY = (
     ("RepositoryModelUnload", pb.RepositoryModelUnloadRequest, pb.RepositoryModelUnloadResponse),
 )
 _UNIMPLEMENTED = {
-    "SystemSharedMemoryStatus": "the system shared-memory extension is not supported: send tensors in the request",
-    "SystemSharedMemoryRegister": "the system shared-memory extension is not supported: send tensors in the request",
-    "SystemSharedMemoryUnregister": "the system shared-memory extension is not supported: send tensors in the request",
     "CudaSharedMemoryStatus": "the CUDA shared-memory extension is not supported: send tensors in the request",
     "CudaSharedMemoryRegister": "the CUDA shared-memory extension is not supported: send tensors in the request",
     "CudaSharedMemoryUnregister": "the CUDA shared-memory extension is not supported: send tensors in the request",
@@ -52,44 +51,52 @@ _UNIMPLEMENTED = {
 }
 
 
-def _unary(service: InferenceService, name: str, request_type: Any, response_type: Any) -> grpc.RpcMethodHandler:
-    method: Callable[[Any, Context], Awaitable[Any]] = getattr(service, name)
+def _unary(
+    service: InferenceService, name: str, request_type: Any, response_type: Any, owner: object = None
+) -> UnaryMethod:
+    """The handler of RPC ``name``: the method of that name on ``owner`` (default: ``service``)."""
+    method: Callable[[Any, Context], Awaitable[Any]] = getattr(owner or service, name)
     type_name = request_type.DESCRIPTOR.name
+    parse = request_type.FromString
 
     async def handle(raw: bytes, context: Context) -> Any:
         try:
-            request = request_type.FromString(raw)
+            request = parse(raw)
         except DecodeError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed {type_name}: {exc}")
         try:
             return await method(request, context)
-        except grpc.aio.AbortError:
+        except Abort:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes the status mirroring its HTTP one
             await service.fail(context, exc, service.metadata(context).request_id, None)
 
-    return grpc.unary_unary_rpc_method_handler(handle, response_serializer=response_type.SerializeToString)
+    return UnaryMethod(handle, response_type.SerializeToString)
 
 
-def _refused(service: InferenceService, message: str) -> grpc.RpcMethodHandler:
+def _refused(service: InferenceService, message: str) -> UnaryMethod:
     async def handle(_: bytes, context: Context) -> Any:
         await service.fail(context, NotImplementedFeature(message), service.metadata(context).request_id, None)
 
-    return grpc.unary_unary_rpc_method_handler(handle)
+    return UnaryMethod(handle, bytes)
 
 
-def _stream(service: InferenceService) -> grpc.RpcMethodHandler:
+def _stream(service: InferenceService) -> StreamMethod:
     async def handle(requests: AsyncIterator[bytes], context: Context) -> None:
         await service.ModelStreamInfer(requests, context)
 
-    return grpc.stream_stream_rpc_method_handler(
-        handle, response_serializer=pb.ModelStreamInferResponse.SerializeToString
-    )
+    return StreamMethod(handle, pb.ModelStreamInferResponse.SerializeToString)
 
 
-def method_handlers(service: InferenceService) -> dict[str, grpc.RpcMethodHandler]:
+def method_handlers(service: InferenceService, shared_memory: SharedMemoryService) -> dict[str, Method]:
     """Every RPC of ``inference.GRPCInferenceService``, by method name."""
-    handlers = {name: _unary(service, name, request, response) for name, request, response in _UNARY}
+    handlers: dict[str, Method] = {name: _unary(service, name, request, response) for name, request, response in _UNARY}
+    handlers.update(
+        {
+            name: _unary(service, name, request, response, shared_memory)
+            for name, request, response in SHARED_MEMORY_RPCS
+        }
+    )
     handlers["ModelStreamInfer"] = _stream(service)
     handlers.update({name: _refused(service, message) for name, message in _UNIMPLEMENTED.items()})
     return handlers
@@ -100,7 +107,7 @@ class GrpcServer:
 
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
-        self._server: grpc.aio.Server | None = None
+        self._edge: GrpcEdge | None = None
         self.port = 0
         """The bound port once started (0 before, or when gRPC is off)."""
 
@@ -121,28 +128,22 @@ class GrpcServer:
             repository=repository,
             auth=runtime.auth,
             queue_timeout_ms=settings.queue_timeout_ms,
+            shared_memory=runtime.shared_memory,
         )
-        server = grpc.aio.server(
-            options=(
-                ("grpc.max_receive_message_length", settings.max_body_bytes),
-                ("grpc.max_send_message_length", -1),
-                ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
-            )
+        handlers = method_handlers(service, SharedMemoryService(runtime.shared_memory))
+        edge = GrpcEdge(
+            {f"/{SERVICE}/{name}": method for name, method in handlers.items()},
+            max_message_bytes=settings.max_body_bytes,
         )
-        handlers = method_handlers(service)
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-        server.add_registered_method_handlers(SERVICE, handlers)
-        host = f"[{settings.host}]" if ":" in settings.host else settings.host
         try:
-            self.port = server.add_insecure_port(f"{host}:{settings.grpc_port}")
-        except RuntimeError as exc:
-            raise RuntimeError(f"cannot serve gRPC on {host}:{settings.grpc_port}: {exc}") from None
-        await server.start()
-        self._server = server
+            self.port = await edge.bind(settings.host, settings.grpc_port, reuse_port=settings.workers > 1)
+        except OSError as exc:
+            raise RuntimeError(f"cannot serve gRPC on {settings.host}:{settings.grpc_port}: {exc}") from None
+        self._edge = edge
         _log.info("grpc_serving", host=settings.host, port=self.port)
 
     async def stop(self, grace_s: float) -> None:
         """Refuse new RPCs, give in-flight ones ``grace_s`` to finish, then cancel the rest."""
-        if self._server is not None:
-            await self._server.stop(grace_s)
-            self._server = None
+        if self._edge is not None:
+            await self._edge.stop(grace_s)
+            self._edge = None

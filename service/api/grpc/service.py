@@ -33,6 +33,7 @@ from service.inference.dataplane import DataPlane, InferCall
 from service.inference.repository import ModelRepository
 from service.plugins import TensorSpec
 from service.security.auth import Authenticator
+from service.security.shared_memory_access import SharedMemoryAccess, grpc_peer_host
 
 __all__ = ("EXTENSIONS", "InferenceService")
 
@@ -80,8 +81,11 @@ class InferenceService:
         repository: ModelRepository,
         auth: Authenticator,
         queue_timeout_ms: float,
+        shared_memory: SharedMemoryAccess | None = None,
     ) -> None:
         self._dataplane = dataplane
+        self._shared_memory = shared_memory
+        self._extensions = EXTENSIONS + (shared_memory.extensions if shared_memory is not None else ())
         self._repository = repository
         self._auth = auth
         self._default_timeout_s = queue_timeout_ms / 1000.0 if queue_timeout_ms > 0 else None
@@ -102,7 +106,7 @@ class InferenceService:
         if version is not None:
             await context.send_initial_metadata((("x-model-version", version), ("x-request-id", request_id)))
         await context.abort(code, message, trailing)
-        raise AssertionError("grpc.aio's abort always raises")
+        raise AssertionError("abort always raises")
 
     # -- health and metadata ----------------------------------------------------------------------------
     async def ServerLive(self, request: Any, context: Context) -> Any:
@@ -125,7 +129,7 @@ class InferenceService:
         return pb.ModelReadyResponse(ready=True)
 
     async def ServerMetadata(self, request: Any, context: Context) -> Any:
-        return pb.ServerMetadataResponse(name="modelport", version=__version__, extensions=EXTENSIONS)
+        return pb.ServerMetadataResponse(name="modelport", version=__version__, extensions=self._extensions)
 
     async def ModelMetadata(self, request: Any, context: Context) -> Any:
         meta = self.metadata(context)
@@ -142,8 +146,11 @@ class InferenceService:
     # -- inference ----------------------------------------------------------------------------------------
     async def _infer(self, request: Any, call: InferCall, context: Context) -> Any:
         """decode -> DataPlane.infer -> encode; a gRPC deadline also bounds the queue wait."""
+        shm = self._shared_memory
         try:
-            decoded = decode_infer_request(request)
+            decoded = decode_infer_request(
+                request, shm.for_request(lambda: grpc_peer_host(context.peer())) if shm else None
+            )
         except Exception as exc:  # noqa: BLE001 - every refusal is observed, then answered
             self._dataplane.reject(call, exc)
             raise
@@ -168,8 +175,9 @@ class InferenceService:
             request.model_name, request.model_version or None, "grpc_infer", meta.request_id, (), meta.routing_key
         )
         try:
-            # shielded: a client that goes away does not cancel work mid-pipeline (nor count as our fault)
-            response = await asyncio.shield(self._detach(self._infer(request, call, context)))
+            # never cancelled by the edge: a client that goes away does not stop work mid-pipeline (nor count as
+            # our fault); its answer is dropped (service.api.grpc.transport)
+            response = await self._infer(request, call, context)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status
             await self.fail(context, exc, meta.request_id, call.served_version)
         await context.send_initial_metadata(

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from service.errors import BackendFailure, EngineUnavailable, InvalidInput, Overloaded
-from service.inference.batching import DynamicBatcher
+from service.inference.batching import DynamicBatcher, QueuePressure
 from service.plugins.contract import TensorSpec
 from tests.fakes.engines import EchoEngine, FailingEngine, SlowEngine
 
@@ -207,6 +207,44 @@ async def test_full_queue_is_refused_at_once_with_retry_after() -> None:
     await asyncio.gather(*queued, blocker)
     assert 9.0 not in np.concatenate([c["input"] for c in engine.calls])
     await batcher.stop(5)
+
+
+async def test_queue_pressure_counts_a_batcher_exactly_while_its_queue_is_full() -> None:
+    """Admission skips every other check while no queue is full, so the count must follow each way a queue
+    shrinks: a caller gone, a queue timeout, batches taken, the batcher stopped."""
+    pressure = QueuePressure()
+    engine = SlowEngine(block_when=holds_marker)
+    batcher = make(engine, max_queue=2, pressure=pressure)
+    (blocker,) = await occupy(batcher, engine)
+    queued = [asyncio.create_task(batcher.submit(rows(1, float(i)))) for i in range(2)]
+    await wait_until(lambda: batcher.queue_depth == 2)
+    assert pressure.full_queues == 1
+    queued[0].cancel()  # a caller went away
+    await wait_until(lambda: batcher.queue_depth == 1)
+    assert pressure.full_queues == 0
+    expiring = asyncio.create_task(batcher.submit(rows(1, 6.0), timeout_s=0.2))
+    await wait_until(lambda: pressure.full_queues == 1)
+    with pytest.raises(Overloaded):
+        await expiring  # it timed out in the queue
+    assert pressure.full_queues == 0
+    refill = asyncio.create_task(batcher.submit(rows(1, 7.0)))
+    await wait_until(lambda: pressure.full_queues == 1)
+    engine.release()  # batches are taken: the queue drains
+    await asyncio.gather(blocker, queued[1], refill)
+    assert pressure.full_queues == 0
+    await batcher.stop(5)
+
+    other_engine = SlowEngine(block_when=holds_marker)
+    other = make(other_engine, max_queue=1, pressure=pressure)
+    (held,) = await occupy(other, other_engine)
+    waiting = asyncio.create_task(other.submit(rows(1, 1.0)))
+    await wait_until(lambda: pressure.full_queues == 1)
+    await other.stop(0)  # stopped with a full queue: what waited is failed, the count drops
+    assert pressure.full_queues == 0
+    other_engine.release()
+    for task in (held, waiting):
+        with pytest.raises(EngineUnavailable):
+            await task
 
 
 async def test_cancelled_queued_request_is_dropped_unrun() -> None:

@@ -174,6 +174,42 @@ async def test_both_paths_run_the_same_edge(app: ModelportASGI, mounted: str) ->
         assert "expected shape" in shape.json()["error"]
 
 
+async def test_both_paths_compress_large_infer_replies_only(app: ModelportASGI) -> None:
+    """``Accept-Encoding: gzip`` (issue 16 item 6), through the lean path and the Litestar handlers alone: the
+    infer reply is gzip with its uncompressed JSON length in ``Inference-Header-Content-Length``; a tiny reply, an
+    error and metadata stay plain."""
+    words = [f"word {i} " * 40 for i in range(8)]  # 8 rows of ~300 bytes: a reply of a few KiB
+    tensor = triton.InferInput("text", [8], "BYTES")
+    tensor.set_data_from_numpy(np.array([w.encode() for w in words], dtype=object), binary_data=True)
+    body, header_length = _get_inference_request(
+        [tensor], "", [triton.InferRequestedOutput("same", binary_data=True)], 0, False, False, 0, None, None
+    )
+    as_json = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [8], "data": words}]}
+    for asgi in (app, app.inner):
+        async with _client(asgi) as client:
+            binary = await client.post(
+                "/v2/models/echo/infer",
+                content=body,
+                headers={"Inference-Header-Content-Length": str(header_length), "Accept-Encoding": "gzip"},
+            )
+            deflated = await client.post("/v2/models/echo/infer", json=as_json, headers={"Accept-Encoding": "deflate"})
+            tiny = await client.post(
+                "/v2/models/solo/infer", json=_json_request(X), headers={"Accept-Encoding": "gzip"}
+            )
+            error = await client.post("/v2/models/echo/infer", json={"inputs": as_json["inputs"] * 2})
+            meta = await client.get("/v2/models/echo", headers={"Accept-Encoding": "gzip"})
+        assert binary.status_code == deflated.status_code == 200, binary.text
+        assert binary.headers["content-encoding"] == "gzip" and deflated.headers["content-encoding"] == "deflate"
+        assert int(binary.headers["content-length"]) < len(binary.content) / 4  # httpx inflated it
+        result = InferResult.from_response_body(
+            binary.content, header_length=int(binary.headers["inference-header-content-length"])
+        )
+        assert [w.decode() for w in result.as_numpy("same").tolist()] == words == deflated.json()["outputs"][0]["data"]
+        assert tiny.status_code == 200 and error.status_code == 400 and meta.status_code == 200
+        for plain in (tiny, error, meta):
+            assert "content-encoding" not in plain.headers
+
+
 async def test_openapi_documents_the_inference_bodies(app: ModelportASGI) -> None:
     async with _client(app) as client:
         schema = (await client.get("/schema/openapi.json")).json()
@@ -384,6 +420,8 @@ async def test_a_full_queue_is_refused_before_the_body_is_read(app: ModelportASG
         served = pool.get_loaded(model, version)
         assert served is not None
         served.batcher._max_queue = 0  # every submit would be refused: the queue is "full"
+        served.batcher._track_full()  # as the batcher does whenever its queue reaches the bound
+    assert pool.pressure.full_queues == 2
     assert await _raw_infer(app, "/v2/models/solo/infer") == (503, 0)
     assert await _raw_infer(app, "/v1/models/solo/versions/1/predict") == (503, 0)
     assert app.runtime.experiments.stats.totals("solo")["1"].rejected == 2
