@@ -103,11 +103,16 @@ async def register_version(
     _check_manifest(services, model_name, manifest)
     catalog = services.registry.catalog
     async with services.store.provisional(artifact, referenced=catalog.references_sha256) as stored:
-        return await _prove_and_commit(services, model_name, stored, manifest, principal)
+        return await _prove_and_commit(services, model_name, stored, manifest, principal, allow_duplicate)
 
 
 async def _prove_and_commit(
-    services: Services, model_name: str, stored: StoredArtifact, manifest: VersionManifest, principal: Principal
+    services: Services,
+    model_name: str,
+    stored: StoredArtifact,
+    manifest: VersionManifest,
+    principal: Principal,
+    allow_duplicate: bool,
 ) -> VersionRecord:
     declared = _declared_signature(manifest)
 
