@@ -9,13 +9,14 @@ through to 500 by accident.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 __all__ = (
     "ArtifactTooLarge",
     "ArtifactUnreadable",
     "Conflict",
     "DatabaseUnavailable",
+    "DuplicateArtifact",
     "DuplicateKey",
     "EmptyArtifact",
     "IntegrityError",
@@ -43,6 +44,10 @@ class ModelportError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def public_fields(self) -> dict[str, Any]:
+        """Fields a client may read beside ``error`` in the reply body (none unless a subclass names them)."""
+        return {}
 
 
 class InvalidInput(ModelportError):
@@ -89,6 +94,23 @@ class DuplicateKey(Conflict):
     """A unique name or label already exists."""
 
     status = 409
+
+
+class DuplicateArtifact(Conflict):
+    """The uploaded bytes are already a version of the same model: the reply names it (``existing_version``)."""
+
+    status = 409
+    existing_version: str = ""
+    """The label of the version that already has these bytes (the oldest, archived or not)."""
+    sha256: str = ""
+
+    def __init__(self, message: str, *, existing_version: str, sha256: str) -> None:
+        super().__init__(message)
+        self.existing_version = existing_version
+        self.sha256 = sha256
+
+    def public_fields(self) -> dict[str, Any]:
+        return {"existing_version": self.existing_version, "sha256": self.sha256}
 
 
 class InvalidName(InvalidInput, ValueError):

@@ -53,6 +53,8 @@ class VersionRecord:
     status: Literal["active", "archived"]
     created_at: datetime
     created_by: str
+    model_created: bool = False
+    """True only on the record of the registration that created its model (an upload to a new model name)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,8 @@ def error_reply(exc: BaseException, request_id: str | None = None) -> tuple[int,
         headers["Retry-After"] = str(retry_after_s(exc))
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="modelport"'
-    return status, _encoder.encode({"error": message}), headers
+    fields = exc.public_fields() if isinstance(exc, ModelportError) and status != 500 else {}
+    return status, _encoder.encode({"error": message, **fields}), headers
 
 
 def _domain_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

@@ -8,12 +8,13 @@ moves on commit). Purely numeric labels are reserved for that numbering, so labe
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import or_, select
 
 from registry_db.base import utcnow
-from registry_db.errors import Conflict, DuplicateKey, InvalidName, NotFound
+from registry_db.errors import Conflict, DuplicateArtifact, DuplicateKey, InvalidName, NotFound
 from registry_db.models import Alias, Model, ModelVersion, TrafficSplit
 from registry_db.records import ModelRecord, VersionRecord
 from registry_db.repository._rows import model_record, model_row, version_record, version_row
@@ -58,6 +59,25 @@ async def _new_model(tx: Transaction, name: str, description: str) -> Model:
     await tx.session.flush()  # a concurrent creator makes this a unique race: retried by the unit of work
     tx.record("model.create", name, None, {"description": description}, routing=True)
     return model
+
+
+async def _refuse_same_bytes(tx: Transaction, model: Model, model_name: str, sha256: str) -> None:
+    query = (
+        select(ModelVersion.version, ModelVersion.status)
+        .where(ModelVersion.model_id == model.id, ModelVersion.sha256 == sha256)
+        .order_by(ModelVersion.number)
+        .limit(1)
+    )
+    same = (await tx.session.execute(query)).first()
+    if same is not None:
+        version, status = same
+        raise DuplicateArtifact(
+            f"model '{model_name}' already has these bytes as version '{version}' ({status}, sha256 {sha256[:12]}...): "
+            f"point an alias at version '{version}', or register them again with allow_duplicate=true "
+            "(CLI: --allow-duplicate)",
+            existing_version=version,
+            sha256=sha256,
+        )
 
 
 class CatalogRepository:
@@ -108,11 +128,16 @@ class CatalogRepository:
         card: dict[str, Any],
         actor: str,
         create_model: bool = True,
+        refuse_duplicate_bytes: bool = False,
     ) -> VersionRecord:
         """Commit a version whose blob is already durable in the store (call only after ``ArtifactStore.put_*``).
 
         ``version=None`` takes the next number as its label. A numeric label must equal the number the version
-        gets; any other label must be new for the model (else :class:`DuplicateKey`).
+        gets; any other label must be new for the model (else :class:`DuplicateKey`). A model that does not exist
+        is created (``create_model``), and the record says so (``model_created``). With
+        ``refuse_duplicate_bytes`` a model that already has a version (archived included) with this ``sha256``
+        refuses the new one with :class:`DuplicateArtifact` naming it; checked under the model's write lock, so
+        two concurrent uploads of the same bytes commit one version.
         """
         validate_model_name(model_name)
         if version is not None:
@@ -134,12 +159,16 @@ class CatalogRepository:
 
         async def op(tx: Transaction) -> VersionRecord:
             s = tx.session
+            created = False
             try:
                 model = await model_row(tx, model_name, lock=True)
             except NotFound:
                 if not create_model:
                     raise
                 model = await _new_model(tx, model_name, "")
+                created = True
+            if refuse_duplicate_bytes and not created:
+                await _refuse_same_bytes(tx, model, model_name, sha256)
             number = model.next_number
             label = str(number) if version is None else version
             if version is not None and version.isdigit() and version != str(number):
@@ -178,7 +207,7 @@ class CatalogRepository:
             await s.flush()
             after = {"version": label, "number": number, "sha256": sha256, "size_bytes": size_bytes, "backend": backend}
             tx.record("version.register", f"{model_name}:{label}", None, after, routing=True)
-            return version_record(row, model_name)
+            return replace(version_record(row, model_name), model_created=created)
 
         conflict = f"could not register a version of '{model_name}': too many concurrent writers"
         return await self._uow.write(op, actor=actor, conflict=conflict)

@@ -87,10 +87,10 @@ def demo(name: str | None, force: bool) -> None:
     from service.cli.registry_cmds import _run
     from service.plugins import default_registry
 
-    run_demo = choose_demo(default_registry(), name)
+    demo = choose_demo(default_registry(), name)
 
     async def work(services: Any) -> Any:
-        return await run_demo(services, skip_if_present=not force)
+        return await demo.run_with_progress(services, skip_if_present=not force)
 
     report = _run(work, with_plugins=True)
     for line in report.lines:

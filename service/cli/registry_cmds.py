@@ -243,6 +243,11 @@ def db_current() -> None:
 @click.option("--signature", default=None, help='Signature JSON: {"inputs": [...], "outputs": [...]}.')
 @click.option("--preprocessing", default=None, help="Preprocessing spec JSON.")
 @click.option("--postprocessing", default=None, help="Postprocessing spec JSON.")
+@click.option(
+    "--allow-duplicate",
+    is_flag=True,
+    help="Register bytes identical to an existing version of NAME anyway (refused by default, naming it).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the version record as JSON.")
 def register(
     name: str,
@@ -255,9 +260,14 @@ def register(
     signature: str | None,
     preprocessing: str | None,
     postprocessing: str | None,
+    allow_duplicate: bool,
     as_json: bool,
 ) -> None:
-    """Store, verify, load, smoke-test and register ARTIFACT as a new version of model NAME."""
+    """Store, verify, load, smoke-test and register ARTIFACT as a new version of model NAME.
+
+    A NAME that does not exist yet is created (and the command says so). Bytes identical to an existing version
+    of NAME are refused with the version they duplicate, unless --allow-duplicate.
+    """
     from service.errors import InvalidInput
     from service.management.manifest import manifest_from
     from service.management.registration import register_version
@@ -283,9 +293,13 @@ def register(
         _fail(exc.message)
     principal = Principal(name=_actor(), scopes=frozenset({"admin", "read"}))
     record: VersionRecord = _run(
-        lambda s: register_version(s, name, artifact=artifact, manifest=manifest, principal=principal),
+        lambda s: register_version(
+            s, name, artifact=artifact, manifest=manifest, principal=principal, allow_duplicate=allow_duplicate
+        ),
         with_plugins=True,
     )
+    if record.model_created:
+        click.echo(f"created model {record.model_name} (it did not exist)", err=True)
     if as_json:
         _emit_json(record)
     else:

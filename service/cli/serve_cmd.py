@@ -30,12 +30,15 @@ async def _ensure_demo(settings: Settings) -> None:
     from service.context import Services
     from service.plugins import default_registry
 
-    run_demo = choose_demo(default_registry())
+    demo = choose_demo(default_registry())
     services = await Services.open(settings, migrate=settings.resolved_database_url.startswith("sqlite"))
     try:
-        await run_demo(services, skip_if_present=True)
+        report = await demo.run_with_progress(services, skip_if_present=True)
     finally:
         await services.close()
+    if not report.skipped:
+        for line in report.lines:
+            click.echo(f"demo '{demo.name}': {line}", err=True)
 
 
 def _exit_cleanly(_signum: int, _frame: FrameType | None) -> None:

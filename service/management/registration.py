@@ -91,16 +91,28 @@ async def register_version(
     artifact: Path | AsyncIterable[bytes],
     manifest: VersionManifest,
     principal: Principal,
+    allow_duplicate: bool = False,
 ) -> VersionRecord:
-    """Store, verify, load, smoke-test and commit one version; nothing is committed unless all pass."""
+    """Store, verify, load, smoke-test and commit one version; nothing is committed unless all pass.
+
+    A model that does not exist is created with its first version (``model_created`` on the record). Bytes
+    identical to a version the model already has are refused (:class:`DuplicateArtifact`, naming it) unless
+    ``allow_duplicate``: re-registering the same artifact is usually a retried pipeline, and an alias is what
+    points at an existing version again.
+    """
     _check_manifest(services, model_name, manifest)
     catalog = services.registry.catalog
     async with services.store.provisional(artifact, referenced=catalog.references_sha256) as stored:
-        return await _prove_and_commit(services, model_name, stored, manifest, principal)
+        return await _prove_and_commit(services, model_name, stored, manifest, principal, allow_duplicate)
 
 
 async def _prove_and_commit(
-    services: Services, model_name: str, stored: StoredArtifact, manifest: VersionManifest, principal: Principal
+    services: Services,
+    model_name: str,
+    stored: StoredArtifact,
+    manifest: VersionManifest,
+    principal: Principal,
+    allow_duplicate: bool,
 ) -> VersionRecord:
     declared = _declared_signature(manifest)
 
@@ -144,4 +156,5 @@ async def _prove_and_commit(
         postprocessing=manifest.postprocessing,
         card=card,
         actor=principal.name,
+        refuse_duplicate_bytes=not allow_duplicate,
     )

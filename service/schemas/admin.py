@@ -33,6 +33,7 @@ __all__ = (
     "ShadowOut",
     "TrafficBody",
     "TrafficOut",
+    "RegisteredVersionOut",
     "VersionOut",
 )
 
@@ -160,6 +161,18 @@ class VersionOut(msgspec.Struct, frozen=True):
             r.postprocessing,
             r.card,
         )
+
+
+class RegisteredVersionOut(VersionOut, frozen=True):
+    """The reply to an upload: the version record, and whether the upload created its model."""
+
+    model_created: bool = False
+    """True when the model did not exist: an upload to a new name creates it (docs/api.md, "Registering")."""
+
+    @classmethod
+    def of(cls, r: VersionRecord) -> RegisteredVersionOut:
+        base = VersionOut.of(r)
+        return cls(**{name: getattr(base, name) for name in base.__struct_fields__}, model_created=r.model_created)
 
 
 class AliasOut(msgspec.Struct, frozen=True):

@@ -229,3 +229,66 @@ def test_phone_layout_fits_the_screen(open_tab: Any, demo_server: ServerProcess)
     tab.page.keyboard.press("Tab")
     assert tab.page.evaluate("document.activeElement.textContent") == "Overview"
     tab.shot("console-phone-model")
+
+
+def _start_rollout(server: ServerProcess) -> dict[str, Any]:
+    """v2 of digits against production (v1), held at its first step: an hour's hold and a million samples."""
+    body = {
+        "candidate": "2",
+        "steps": [5, 50, 100],
+        "hold_s": 3600,
+        "min_samples": 1_000_000,
+        "guards": {"max_error_rate_increase": 0.01, "max_latency_ratio": 1.5, "min_shadow_agreement": 0.9},
+    }
+    with server.admin() as client:
+        reply = client.post("/admin/models/digits/rollouts", json=body)
+    assert reply.status_code == 201, reply.text
+    return dict(reply.json())
+
+
+def test_rollout_shown_and_aborted_by_admin_only(
+    open_tab: Any, demo_server: ServerProcess, read_key: str, demo_split: Any
+) -> None:
+    rollout = _start_rollout(demo_server)
+    reader = open_tab()
+    reader.sign_in(read_key)
+    reader.page.goto(f"{reader.base_url}/ui#/models/digits")
+    panel = reader.page.locator("#rollout")
+    panel.wait_for()
+    assert f"Rollout #{rollout['id']}: v2 against v1" in panel.inner_text()
+    assert reader.page.locator("#rollout-stage").inner_text() == "step 1 of 3: 5 % of unversioned calls"
+    assert reader.page.locator("#abort-rollout").count() == 0
+    assert "aborting a rollout needs an admin key" in panel.inner_text()
+    reader.shot("console-rollout-read-only")
+
+    tab = open_tab()
+    page = tab.page
+    tab.sign_in(demo_server.env["MODELPORT_ADMIN_TOKEN"])
+    page.goto(f"{tab.base_url}/ui#/models/digits")
+    page.locator("#rollout").wait_for()
+    assert page.locator("#fact-split").inner_text().endswith("v1 95 % · v2 5 %")
+    steps = page.locator("#rollout-steps li")
+    assert steps.all_inner_texts() == ["5 %", "50 %", "100 %"]
+    assert steps.nth(0).get_attribute("aria-current") == "step"
+    guards = page.locator("#rollout-guards tbody tr").all_inner_texts()
+    assert len(guards) == 3 and "+1.00 %" in guards[0] and "1.50× control's" in guards[1] and "90.0 %" in guards[2]
+    # the controller checks every MODELPORT_ROLLOUT_INTERVAL_S (5 s): once it has, the panel says what it waits for
+    page.locator("#abort-rollout").click()
+    dialog = page.locator("#confirm")
+    assert "Production goes back to v1" in dialog.inner_text()
+    dialog.get_by_role("button", name="Cancel").click()
+    with demo_server.admin() as client:
+        assert client.get(f"/admin/models/digits/rollouts/{rollout['id']}").json()["state"] == "running"
+    tab.shot("console-rollout")
+
+    page.locator("#abort-rollout").click()
+    page.locator("#confirm-ok").click()
+    page.locator("#rollout-last", has_text="aborted").wait_for()
+    assert page.locator("#notice").inner_text().startswith(f"Rollout #{rollout['id']} aborted")
+    page.locator("#fact-split", has_text="none").wait_for()
+    with demo_server.admin() as client:
+        assert client.get(f"/admin/models/digits/rollouts/{rollout['id']}").json()["state"] == "aborted"
+        assert client.get("/admin/models/digits").json()["aliases"]["production"] == "1"
+    assert _split(demo_server) == []
+    audit = page.locator("table", has=page.locator("caption", has_text="Audit trail"))
+    assert "rollout.abort" in audit.inner_text()

@@ -10,7 +10,7 @@ from litestar import Controller, Request, delete, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import Example
-from litestar.params import FromPath, KwargDefinition, MultipartBody
+from litestar.params import FromPath, KwargDefinition, MultipartBody, Parameter
 
 from registry_db.records import Principal
 from registry_db.repository import Registry
@@ -21,7 +21,7 @@ from service.context import Services
 from service.management.manifest import MANIFEST_EXAMPLE, parse_manifest
 from service.management.operations import RoutingOperations
 from service.management.registration import register_version
-from service.schemas.admin import VersionOut
+from service.schemas.admin import RegisteredVersionOut, VersionOut
 
 __all__ = ("VersionsController", "UploadForm")
 
@@ -66,7 +66,14 @@ class VersionsController(Controller):
         operations: NamedDependency[RoutingOperations],
         admin: NamedDependency[Principal],
         model_name: FromPath[str],
-    ) -> VersionOut:
+        allow_duplicate: Annotated[
+            bool,
+            Parameter(
+                description="Register bytes identical to an existing version of this model anyway (default: 409 "
+                "naming that version in `existing_version`)."
+            ),
+        ] = False,
+    ) -> RegisteredVersionOut:
         settings = services.settings
         parts = await read_upload(
             request.stream(),
@@ -78,12 +85,17 @@ class VersionsController(Controller):
         try:
             manifest = parse_manifest(parts.manifest)
             record = await register_version(
-                services, model_name, artifact=parts.artifact, manifest=manifest, principal=admin
+                services,
+                model_name,
+                artifact=parts.artifact,
+                manifest=manifest,
+                principal=admin,
+                allow_duplicate=allow_duplicate,
             )
         finally:
             parts.artifact.unlink(missing_ok=True)
         await operations.registered()
-        return VersionOut.of(record)
+        return RegisteredVersionOut.of(record)
 
     @get("", summary="List versions", responses=errors(401, 403, 404, 503))
     async def list_versions(

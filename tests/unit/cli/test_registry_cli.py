@@ -407,3 +407,16 @@ def test_shadow_and_rollout_verbs(env: Env, tmp_path: Path) -> None:
     assert env.call("routing.get_traffic", "m") is None
     assert "already ended" in env.fails("rollout", "abort", "m", str(started["id"]))
     assert "no rollout 99" in env.fails("rollout", "status", "m", "99")
+
+
+def test_register_says_it_created_the_model_and_refuses_the_same_bytes(env: Env, tmp_path: Path) -> None:
+    artifact = tmp_path / "model.onnx"
+    make_mlp_onnx(artifact, in_dim=4, hidden=8, out=3, seed=5)
+    first = env.ok("register", "m", str(artifact), "--backend", "onnx", "--json")
+    record = json.loads(first.stdout)  # stdout is the one JSON document; the notice is on stderr
+    assert record["model_created"] is True and record["version"] == "1"
+    assert "created model m (it did not exist)" in first.stderr
+    message = env.fails("register", "m", str(artifact), "--backend", "onnx", "--json")
+    assert "already has these bytes as version '1'" in message and "--allow-duplicate" in message
+    again = env.ok("register", "m", str(artifact), "--backend", "onnx", "--allow-duplicate")
+    assert again.stdout.startswith("registered m version 2 ") and "created model" not in again.stderr

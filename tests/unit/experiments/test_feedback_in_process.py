@@ -223,7 +223,9 @@ async def test_shadow_gets_copies_and_its_agreement_is_measured(app: ModelportAS
     services = app.runtime.services
     twin = registry_dir / "twin.onnx"
     make_mlp_onnx(twin, in_dim=4, hidden=8, out=3, seed=1, input_name="x", output_name="y")  # same weights as v1
-    await register_version(services, "m", artifact=twin, manifest=VersionManifest(backend="onnx"), principal=ADMIN)
+    await register_version(
+        services, "m", artifact=twin, manifest=VersionManifest(backend="onnx"), principal=ADMIN, allow_duplicate=True
+    )
     async with _client(app) as client:
         body = {"splits": [{"version": "1", "weight": 100}], "shadow": {"version": "3", "percent": 100}}
         reply = await client.put("/admin/models/m/traffic", json=body, headers=BEARER)

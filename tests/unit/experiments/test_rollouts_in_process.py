@@ -56,8 +56,13 @@ async def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
             ("c.onnx", lambda p: make_flaky_onnx(p)),
         ):
             build(tmp_path / name)
-            await register_version(
-                services, "m", artifact=tmp_path / name, manifest=VersionManifest(backend="onnx"), principal=ADMIN
+            await register_version(  # a and b are the same bytes on purpose: twins make a neutral rollout
+                services,
+                "m",
+                artifact=tmp_path / name,
+                manifest=VersionManifest(backend="onnx"),
+                principal=ADMIN,
+                allow_duplicate=True,
             )
         await services.registry.routing.set_alias("m", "production", "1", actor="test")
     finally:

@@ -437,3 +437,34 @@ def _routing(app: ModelportASGI, model: str) -> Any:
     routing = app.runtime.routing.model_routing(model)
     assert routing is not None
     return routing
+
+
+async def test_an_upload_says_it_created_the_model_and_refuses_bytes_it_already_has(
+    app: ModelportASGI, tmp_path: Path
+) -> None:
+    """docs/api.md "Registering": an upload to a new name creates the model and says so (``model_created``);
+    the same bytes again are a 409 naming the version that has them, unless ``?allow_duplicate=true``."""
+    path = tmp_path / "fresh.onnx"
+    make_mlp_onnx(path, in_dim=4, hidden=8, out=3, seed=9)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+
+    async def upload(model: str, query: str = "") -> httpx.Response:
+        files = {"artifact": ("m.onnx", path.read_bytes()), "manifest": (None, '{"backend": "onnx"}')}
+        return await client.post(f"/admin/models/{model}/versions{query}", headers=headers, files=files)
+
+    async with _client(app) as client:
+        first = await upload("fresh")
+        assert first.status_code == 201, first.text
+        assert first.json()["model_created"] is True and first.json()["version"] == "1"
+        again = await upload("fresh")
+        assert again.status_code == 409, again.text
+        body = again.json()
+        assert body["existing_version"] == "1" and body["sha256"] == first.json()["sha256"]
+        assert "already has these bytes as version '1'" in body["error"] and "allow_duplicate" in body["error"]
+        forced = await upload("fresh", "?allow_duplicate=true")
+        assert forced.status_code == 201, forced.text
+        assert forced.json()["version"] == "2" and forced.json()["model_created"] is False
+        elsewhere = await upload("solo")  # the same bytes under another model are that model's business
+        assert elsewhere.status_code == 201 and elsewhere.json()["model_created"] is False
+        versions = await client.get("/admin/models/fresh/versions", headers=headers)
+        assert [v["version"] for v in versions.json()] == ["1", "2"] and "model_created" not in versions.json()[0]

@@ -228,6 +228,7 @@ async def run_demo(services: Services, *, skip_if_present: bool = True) -> DemoR
             MODEL,
             artifact=onnx_path,
             principal=_DEMO,
+            allow_duplicate=True,  # seeded training gives the same bytes: `modelport demo --force` adds versions
             manifest=VersionManifest(
                 backend="onnx",
                 architecture="mlp",
@@ -251,6 +252,7 @@ async def run_demo(services: Services, *, skip_if_present: bool = True) -> DemoR
             MODEL,
             artifact=weights_path,
             principal=_DEMO,
+            allow_duplicate=True,  # seeded training gives the same bytes: `modelport demo --force` adds versions
             manifest=VersionManifest(
                 backend="pytorch",
                 architecture="cnn",

@@ -76,4 +76,6 @@ export const api = {
   removeAlias: (name, alias) => call("DELETE", `/admin/models/${enc(name)}/aliases/${enc(alias)}`),
   setSplit: (name, splits) => call("PUT", `/admin/models/${enc(name)}/traffic`, { splits }),
   clearSplit: (name) => call("DELETE", `/admin/models/${enc(name)}/traffic`),
+  rollouts: (name) => get(`/admin/models/${enc(name)}/rollouts`),
+  abortRollout: (name, id) => call("POST", `/admin/models/${enc(name)}/rollouts/${enc(id)}/abort`),
 };

@@ -4,6 +4,7 @@ import { api, session } from "../api.js";
 import { DASH, bytes, clear, h, table, text, when } from "../dom.js";
 import { confirmAction, showDone, showError } from "../ui.js";
 import { splitBar, splitText } from "./models.js";
+import { loadRollouts, rolloutPanel } from "./rollout.js";
 
 const READ_ONLY_NOTE = "Read-only key: promoting, rolling back and changing the split need an admin key.";
 
@@ -187,7 +188,12 @@ export function modelView(name) {
     body,
   );
   const load = async () => {
-    const [detail, audit, stats] = await Promise.all([api.model(name), api.audit(name), api.stats(name, 3600, 60).catch(() => null)]);
+    const [detail, audit, stats, rollouts] = await Promise.all([
+      api.model(name),
+      api.audit(name),
+      api.stats(name, 3600, 60).catch(() => null),
+      loadRollouts(name),
+    ]);
     const shadow = stats?.shadow;
     clear(body).append(
       h("p", { class: "lead" }, detail.model.description || ""),
@@ -203,6 +209,8 @@ export function modelView(name) {
         h("dt", {}, "Unversioned calls go to"),
         h("dd", {}, detail.traffic.length ? "the split" : detail.aliases.production ? "production" : "nowhere (404)"),
       ),
+      h("h2", {}, "Rollout"),
+      rolloutPanel(name, rollouts, load),
       h("div", { class: "grid2" }, aliasForm(name, detail, load), splitForm(name, detail, load)),
       h("h2", {}, "Aliases"),
       aliasesTable(name, detail.aliases, load),
