@@ -22,6 +22,13 @@ What it implements, and the rules it keeps:
   connection or a passed deadline) the answer is dropped. A streaming handler is cancelled when its client
   goes away, as its request iterator would otherwise never end. A passed deadline is answered
   DEADLINE_EXCEEDED at once.
+* **Limits against hostile peers** (RFC 9113 section 10.5): handlers running per connection, reset streams
+  included (rapid reset); control frames without requests between them (floods end in GOAWAY
+  ENHANCE_YOUR_CALM); header blocks by their wire and decoded size; request bytes held by all connections
+  together (a :class:`~service.api.limits.BodyBudget`, inflated bytes included, inflation capped at
+  ``max_message_bytes``); reading stops while the socket's send buffer is full (a client that never reads
+  cannot make us buffer answers); a connection must send its preface within ``handshake_timeout_s``, and at
+  ``max_connections`` silent or idle ones make room. Malformed frames are connection or stream errors.
 * **Shutdown**: :meth:`GrpcEdge.stop` stops listening, sends GOAWAY so clients open no new streams, lets the
   calls in flight finish within the grace period, then cancels what is left and closes the connections.
 """
@@ -33,7 +40,6 @@ import base64
 import contextlib
 import re
 import struct
-import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +48,10 @@ from typing import Any, cast
 import grpc
 import structlog
 from hpack import Decoder, HPACKError
+
+from service.api.limits import BodyBudget
+from service.codecs.v2 import decompress_body
+from service.errors import ModelportError, Overloaded, PayloadTooLarge
 
 __all__ = ("Abort", "Call", "GrpcEdge", "StreamMethod", "UnaryMethod")
 
@@ -59,7 +69,8 @@ _DATA, _HEADERS, _PRIORITY, _RST_STREAM, _SETTINGS, _PUSH_PROMISE, _PING, _GOAWA
 )
 _END_STREAM, _ACK, _END_HEADERS, _PADDED, _PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
 _NO_ERROR, _PROTOCOL_ERROR, _INTERNAL_ERROR, _FLOW_CONTROL_ERROR = 0x0, 0x1, 0x2, 0x3
-_FRAME_SIZE_ERROR, _REFUSED_STREAM, _CANCEL, _COMPRESSION_ERROR, _ENHANCE_YOUR_CALM = 0x6, 0x7, 0x8, 0x9, 0xB
+_STREAM_CLOSED, _FRAME_SIZE_ERROR, _REFUSED_STREAM, _CANCEL, _COMPRESSION_ERROR = 0x5, 0x6, 0x7, 0x8, 0x9
+_ENHANCE_YOUR_CALM = 0xB
 _FRAME = struct.Struct(">HBBBL")
 """A frame header: length (24 bits, as 16 + 8), type, flags, stream id (with the reserved bit)."""
 _MESSAGE = struct.Struct(">BL")
@@ -80,13 +91,27 @@ _MAX_HEADER_LIST = 1 << 16
 _HEADER_CACHE = 64
 """Decoded header blocks one connection remembers (see ``_Connection._decode_headers``)."""
 _MAX_PING_FLOOD = 10_000
-"""PINGs and SETTINGS a connection may send in a row without request headers or data between them before we go
-away (ENHANCE_YOUR_CALM)."""
+"""Frames that cost us work but carry no request (PING, SETTINGS, PRIORITY, RST_STREAM, empty DATA and
+CONTINUATION frames, unknown types, refused streams) a connection may send in a row, without a stream we accept or
+request data between them, before we go away (ENHANCE_YOUR_CALM)."""
+_MAX_HANDLERS = _MAX_STREAMS
+"""Handlers one connection may have running at once, those of streams its client reset included: a unary handler
+runs to completion after RST_STREAM, so counting open streams alone would let a client open and reset streams
+without bound, each leaving inference work behind (rapid reset, CVE-2023-44487). Streams past it are refused."""
+_CACHED_BLOCK = 4096
+"""The largest header block ``_decode_headers`` remembers: real requests' blocks are a few hundred bytes."""
+_HANDSHAKE_TIMEOUT_S = 10.0
+"""Seconds a new connection has to send the HTTP/2 preface and its SETTINGS, else it is closed."""
+_MAX_CONNECTIONS = 4096
+"""Connections the edge keeps open at once (``MODELPORT_MAX_CONNECTIONS``); see :meth:`GrpcEdge.admit`."""
 
 # -- gRPC ---------------------------------------------------------------------------------------------------------
 _RESERVED = frozenset(("te", "content-type", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding"))
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 _ENCODINGS = ("identity", "gzip", "deflate")
+_INLINE_INFLATE = 16 << 10
+"""Compressed unary messages up to this size inflate on the loop; larger ones in a worker thread (a 16 KiB bomb
+inflates to at most about 16 MB, some 10 ms)."""
 _ACCEPT_ENCODING = ",".join(_ENCODINGS)
 
 
@@ -230,7 +255,7 @@ class Call:
         if self._metadata is None:
             pairs: list[tuple[str, str | bytes]] = []
             for name, value in self._headers:
-                if name[0] == ":" or name in _RESERVED:
+                if name.startswith(":") or name in _RESERVED:
                     continue
                 if name.endswith("-bin"):
                     try:
@@ -323,22 +348,34 @@ class Call:
 
 
 class _Requests:
-    """The request messages of a streaming call, as an async iterator of bytes."""
+    """The request messages of a streaming call, as an async iterator of bytes.
 
-    __slots__ = ("_closed", "_messages", "_waiter")
+    Each queued message holds its bytes in the edge's :class:`BodyBudget` until the handler takes it, so a client
+    that sends faster than its handler reads is stopped by the budget rather than filling memory.
+    """
 
-    def __init__(self) -> None:
-        self._messages: deque[bytes] = deque()
+    __slots__ = ("_budget", "_closed", "_messages", "_waiter")
+
+    def __init__(self, budget: BodyBudget) -> None:
+        self._budget = budget
+        self._messages: deque[tuple[bytes, int]] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
 
-    def put(self, message: bytes) -> None:
-        self._messages.append(message)
+    def put(self, message: bytes, held: int) -> None:
+        """Queue ``message``, which holds ``held`` bytes of the budget until it is taken."""
+        self._messages.append((message, held))
         self._wake()
 
     def close(self) -> None:
         self._closed = True
         self._wake()
+
+    def discard(self) -> None:
+        """The handler ended: give back what the messages it never took held."""
+        self._closed = True
+        while self._messages:
+            self._budget.give(self._messages.popleft()[1])
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -356,7 +393,9 @@ class _Requests:
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._messages.popleft()
+        message, held = self._messages.popleft()
+        self._budget.give(held)
+        return message
 
 
 class _Stream:
@@ -365,7 +404,8 @@ class _Stream:
     __slots__ = (
         "body",
         "call",
-        "decompress",
+        "encoding",
+        "held",
         "method",
         "outbound",
         "refused",
@@ -378,7 +418,10 @@ class _Stream:
         self.body = bytearray()
         self.call: Call | None = None
         self.method: Method | None = None
-        self.decompress: Callable[[bytes], bytes] | None = None
+        self.encoding: str | None = None
+        """``gzip`` or ``deflate`` when the client compresses its messages (``grpc-encoding``)."""
+        self.held = 0
+        """Bytes of ``body`` reserved in the edge's budget (given back when the stream ends or hands them on)."""
         self.outbound: deque[memoryview] = deque()
         """Message bytes the windows do not let out yet, then (``None`` marks) the trailers."""
         self.send_window = send_window
@@ -420,6 +463,11 @@ class _Connection(asyncio.Protocol):
         self._going_away = False
         self._closed = False
         self._pings = 0
+        self._running = 0
+        """Handlers of this connection's calls still running, those of streams already reset included."""
+        self._handshake: asyncio.TimerHandle | None = None
+        self.idle_since: float | None = None
+        """When the last stream ended (None while a stream is open or before the handshake): eviction order."""
 
     def peer(self) -> str:
         address = self._transport.get_extra_info("peername") if self._transport is not None else None
@@ -431,7 +479,11 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
-        self._edge.connections.add(self)
+        if not self._edge.admit(self):
+            self._closed = True
+            self._transport.close()
+            return
+        self._handshake = self.loop.call_later(self._edge.handshake_timeout_s, self._handshake_expired)
         settings = struct.pack(
             ">HLHLHLHL",
             0x3,
@@ -450,8 +502,12 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self._edge.connections.discard(self)
+        self._edge.connections.pop(self, None)
+        if self._handshake is not None:
+            self._handshake.cancel()
+            self._handshake = None
         for stream in self._streams.values():
+            self._give(stream)
             if stream.call is not None:
                 stream.call.cancelled()
         self._streams.clear()
@@ -461,10 +517,16 @@ class _Connection(asyncio.Protocol):
         self._drain_waiters.clear()
 
     def pause_writing(self) -> None:
+        """The socket's send buffer is full: stop reading too, so a client that does not read cannot make us
+        buffer the answers to its PINGs, SETTINGS, resets and requests without bound (RFC 9113 section 10.5)."""
         self._paused = True
+        if self._transport is not None and not self._closed:
+            self._transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._paused = False
+        if self._transport is not None and not self._closed:
+            self._transport.resume_reading()
         for stream_id in list(self._drain_waiters):
             self._wake_drained(stream_id)
 
@@ -482,6 +544,10 @@ class _Connection(asyncio.Protocol):
                     raise _ProtocolError(_PROTOCOL_ERROR, "not an HTTP/2 connection preface")
                 self._preface = True
                 offset = len(_PREFACE)
+                if self._handshake is not None:
+                    self._handshake.cancel()
+                    self._handshake = None
+                self.idle_since = self.loop.time()
             end = len(buffer)
             while end - offset >= 9:
                 high, low, kind, flags, stream_id = _FRAME.unpack_from(buffer, offset)
@@ -499,9 +565,45 @@ class _Connection(asyncio.Protocol):
         except _ProtocolError as exc:
             _log.debug("grpc_connection_error", error=str(exc))
             self._abandon(exc.code, str(exc))
-        except HPACKError as exc:
+        except (HPACKError, UnicodeDecodeError) as exc:  # hpack decodes values as UTF-8 and lets that error out
             _log.debug("grpc_connection_error", error=f"header decoding: {exc}")
             self._abandon(_COMPRESSION_ERROR, "header block could not be decoded")
+
+    def handshaking(self) -> bool:
+        return not self._preface
+
+    def has_streams(self) -> bool:
+        return bool(self._streams) or self._running > 0
+
+    def evict(self) -> None:
+        """Make room for a newer connection (see :meth:`GrpcEdge.admit`)."""
+        if not self._preface:
+            self._closed = True
+            if self._transport is not None:
+                self._transport.close()
+            self._edge.connections.pop(self, None)
+        else:
+            self.go_away()
+            self._edge.connections.pop(self, None)  # no longer counted: it closes as soon as its streams end
+
+    def _handshake_expired(self) -> None:
+        self._handshake = None
+        if not self._preface and not self._closed:
+            _log.debug("grpc_connection_error", error="no HTTP/2 preface in time")
+            self._abandon(_PROTOCOL_ERROR, "no HTTP/2 preface in time")
+
+    def spawn(self, work: Coroutine[Any, Any, None], call: Call) -> None:
+        """Run a call's handler in the edge's task set, counted against this connection until it ends."""
+        self._running += 1
+        task = self._edge.spawn(work, call)
+        requests = call.requests
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._running -= 1
+            if requests is not None:
+                requests.discard()
+
+        task.add_done_callback(done)
 
     # -- frames in --------------------------------------------------------------------------------------------------
     def _on_frame(self, kind: int, flags: int, stream_id: int, payload: memoryview) -> None:
@@ -515,6 +617,8 @@ class _Connection(asyncio.Protocol):
             if self._continuation is None or self._continuation[0] != stream_id:
                 raise _ProtocolError(_PROTOCOL_ERROR, "CONTINUATION without HEADERS")
             _, first_flags, block = self._continuation
+            if not payload and not flags & _END_HEADERS:
+                self._flood()
             block += payload
             if len(block) > _MAX_HEADER_LIST * 2:
                 raise _ProtocolError(_ENHANCE_YOUR_CALM, "header block too large")
@@ -526,24 +630,57 @@ class _Connection(asyncio.Protocol):
         elif kind == _SETTINGS:
             self._on_settings(flags, stream_id, payload)
         elif kind == _PING:
-            if len(payload) != 8 or stream_id:
-                raise _ProtocolError(_FRAME_SIZE_ERROR, "a PING must carry 8 bytes on stream 0")
+            if len(payload) != 8:
+                raise _ProtocolError(_FRAME_SIZE_ERROR, "a PING must carry 8 bytes")
+            if stream_id:
+                raise _ProtocolError(_PROTOCOL_ERROR, "a PING on a stream")
+            self._flood()
             if not flags & _ACK:
-                self._flood()
                 self._frame(_PING, _ACK, 0, bytes(payload))
         elif kind == _RST_STREAM:
-            stream = self._streams.pop(stream_id, None)
-            self._blocked.pop(stream_id, None)
-            self._wake_drained(stream_id)
-            if stream is not None and stream.call is not None:
-                stream.call.cancelled()
+            self._on_reset(stream_id, payload)
+        elif kind == _PRIORITY:
+            if not stream_id:
+                raise _ProtocolError(_PROTOCOL_ERROR, "PRIORITY on stream 0")
+            self._flood()
+            if len(payload) != 5:
+                self._reset_stream(stream_id, _FRAME_SIZE_ERROR)
         elif kind == _GOAWAY:
+            if stream_id:
+                raise _ProtocolError(_PROTOCOL_ERROR, "GOAWAY on a stream")
+            if len(payload) < 8:
+                raise _ProtocolError(_FRAME_SIZE_ERROR, "GOAWAY shorter than 8 bytes")
             self._going_away = True
             if not self._streams:
                 self._close()
         elif kind == _PUSH_PROMISE:
             raise _ProtocolError(_PROTOCOL_ERROR, "clients may not push")
-        # PRIORITY and unknown frame types are ignored (RFC 9113 section 5.5)
+        else:
+            self._flood()  # unknown frame types are ignored (RFC 9113 section 5.5), but not without end
+
+    def _on_reset(self, stream_id: int, payload: memoryview) -> None:
+        if len(payload) != 4:
+            raise _ProtocolError(_FRAME_SIZE_ERROR, "RST_STREAM must carry 4 bytes")
+        if not stream_id:
+            raise _ProtocolError(_PROTOCOL_ERROR, "RST_STREAM on stream 0")
+        if stream_id > self._last_stream:
+            raise _ProtocolError(_PROTOCOL_ERROR, "RST_STREAM on an idle stream")
+        self._flood()  # a stream's reset costs a decoded header block and maybe a handler's work: count them
+        stream = self._streams.pop(stream_id, None)
+        self._blocked.pop(stream_id, None)
+        self._wake_drained(stream_id)
+        if stream is not None:
+            self._give(stream)
+            if stream.call is not None:
+                stream.call.cancelled()
+            self._maybe_close()
+
+    def _reset_stream(self, stream_id: int, code: int) -> None:
+        """A stream error (RFC 9113 section 5.4.2): reset the stream and end its call; the connection goes on."""
+        stream = self._streams.get(stream_id)
+        if stream is not None and stream.call is not None:
+            stream.call.cancelled()
+        self.reset(stream_id, code)
 
     def _flood(self) -> None:
         self._pings += 1
@@ -554,6 +691,8 @@ class _Connection(asyncio.Protocol):
         if stream_id:
             raise _ProtocolError(_PROTOCOL_ERROR, "SETTINGS on a stream")
         if flags & _ACK:
+            if payload:
+                raise _ProtocolError(_FRAME_SIZE_ERROR, "a SETTINGS acknowledgement with a payload")
             return
         if len(payload) % 6:
             raise _ProtocolError(_FRAME_SIZE_ERROR, "SETTINGS length is not a multiple of 6")
@@ -569,6 +708,8 @@ class _Connection(asyncio.Protocol):
                 self._peer_window = value
                 for stream in self._streams.values():
                     stream.send_window += delta
+                    if stream.send_window > _MAX_WINDOW:
+                        raise _ProtocolError(_FLOW_CONTROL_ERROR, "a stream window overflows")
                 if delta > 0:
                     self._pump_all()
             elif key == 0x5:
@@ -581,6 +722,13 @@ class _Connection(asyncio.Protocol):
         if len(payload) != 4:
             raise _ProtocolError(_FRAME_SIZE_ERROR, "WINDOW_UPDATE must carry 4 bytes")
         increment = struct.unpack_from(">L", payload)[0] & 0x7FFFFFFF
+        if stream_id > self._last_stream:
+            raise _ProtocolError(_PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream")
+        if not increment:
+            if not stream_id:
+                raise _ProtocolError(_PROTOCOL_ERROR, "a WINDOW_UPDATE of 0")
+            self._reset_stream(stream_id, _PROTOCOL_ERROR)
+            return
         if stream_id == 0:
             self._send_window += increment
             if self._send_window > _MAX_WINDOW:
@@ -590,6 +738,9 @@ class _Connection(asyncio.Protocol):
         stream = self._streams.get(stream_id)
         if stream is not None:
             stream.send_window += increment
+            if stream.send_window > _MAX_WINDOW:
+                self._reset_stream(stream_id, _FLOW_CONTROL_ERROR)
+                return
             self._pump(stream_id, stream)
 
     def _strip(self, flags: int, payload: memoryview, priority: bool) -> memoryview:
@@ -601,6 +752,8 @@ class _Connection(asyncio.Protocol):
                 raise _ProtocolError(_PROTOCOL_ERROR, "padding exceeds the frame")
             payload = payload[1 : len(payload) - pad]
         if priority and flags & _PRIORITY_FLAG:
+            if len(payload) < 5:
+                raise _ProtocolError(_FRAME_SIZE_ERROR, "HEADERS too short for its priority fields")
             payload = payload[5:]
         return payload
 
@@ -608,6 +761,8 @@ class _Connection(asyncio.Protocol):
         if not stream_id:
             raise _ProtocolError(_PROTOCOL_ERROR, "HEADERS on stream 0")
         block = self._strip(flags, payload, True)
+        if len(block) > _MAX_HEADER_LIST * 2:  # hpack decodes in Python: a 1 MiB block would hold the loop
+            raise _ProtocolError(_ENHANCE_YOUR_CALM, "header block too large")
         if flags & _END_HEADERS:
             self._on_header_block(stream_id, flags, bytes(block))
         else:
@@ -615,12 +770,12 @@ class _Connection(asyncio.Protocol):
 
     def _on_header_block(self, stream_id: int, flags: int, block: bytes) -> None:
         headers = self._decode_headers(block)
-        self._pings = 0
         end_stream = bool(flags & _END_STREAM)
         stream = self._streams.get(stream_id)
         if stream is not None:  # trailers from the client
             if stream.remote_closed:
-                raise _ProtocolError(_PROTOCOL_ERROR, "HEADERS on a stream the client had ended")
+                self._reset_stream(stream_id, _STREAM_CLOSED)
+                return
             if not end_stream:
                 raise _ProtocolError(_PROTOCOL_ERROR, "a second header block without END_STREAM")
             self._end_of_request(stream_id, stream)
@@ -630,9 +785,12 @@ class _Connection(asyncio.Protocol):
                 raise _ProtocolError(_PROTOCOL_ERROR, "an even stream id from a client")
             return  # a stream we already closed (its trailers, say): nothing to do
         self._last_stream = stream_id
-        if self._going_away or len(self._streams) >= _MAX_STREAMS:
+        if self._going_away or len(self._streams) >= _MAX_STREAMS or self._running >= _MAX_HANDLERS:
+            self._flood()  # a client that keeps opening streams past the limits is told to calm down
             self.reset(stream_id, _REFUSED_STREAM)
             return
+        self._pings = 0
+        self.idle_since = None
         stream = _Stream(self._peer_window)
         stream.remote_closed = end_stream
         self._streams[stream_id] = stream
@@ -655,18 +813,19 @@ class _Connection(asyncio.Protocol):
         entries = table.dynamic_entries
         size, first, limit = len(entries), entries[0] if entries else None, table.maxsize
         headers = tuple(cast("list[tuple[str, str]]", self._decoder.decode(block)))
-        if len(entries) == size and (entries[0] if entries else None) is first and table.maxsize == limit:
+        unchanged = len(entries) == size and (entries[0] if entries else None) is first and table.maxsize == limit
+        if unchanged and len(block) <= _CACHED_BLOCK:
             if len(self._header_cache) >= _HEADER_CACHE:
                 self._header_cache.clear()
             self._header_cache[block] = headers
-        elif self._header_cache:
+        elif not unchanged and self._header_cache:
             self._header_cache.clear()
         return headers
 
     def _open(self, stream_id: int, stream: _Stream, headers: Headers) -> None:
         path = method = content_type = encoding = timeout = ""
         for name, value in headers:
-            if name[0] == ":":
+            if name.startswith(":"):
                 if name == ":path":
                     path = value
                 elif name == ":method":
@@ -702,32 +861,52 @@ class _Connection(asyncio.Protocol):
                 message = f"grpc-encoding '{encoding}' is not supported"
                 call.finish(grpc.StatusCode.UNIMPLEMENTED, message, (("grpc-accept-encoding", _ACCEPT_ENCODING),))
                 return
-            stream.decompress = _gunzip if encoding == "gzip" else zlib.decompress
+            stream.encoding = encoding
         stream.method = handler
         call.start_timer()
         if isinstance(handler, StreamMethod):
-            requests = _Requests()
+            requests = _Requests(self._edge.budget)
             call.requests = requests
-            self._edge.spawn(self._edge.run_stream(handler, requests, call), call)
+            self.spawn(self._edge.run_stream(handler, requests, call), call)
 
     def _on_data(self, flags: int, stream_id: int, payload: memoryview) -> None:
+        if not stream_id:
+            raise _ProtocolError(_PROTOCOL_ERROR, "DATA on stream 0")
         size = len(payload)
-        self._pings = 0  # a long stream's data comes with the client's BDP pings: they are not a flood
         self._unacked += size
+        if self._unacked > _CONNECTION_WINDOW:
+            raise _ProtocolError(_FLOW_CONTROL_ERROR, "DATA beyond the connection window")
         if self._unacked >= _CONNECTION_WINDOW // 2:
             self._frame(_WINDOW_UPDATE, 0, 0, struct.pack(">L", self._unacked))
             self._unacked = 0
+        end_stream = flags & _END_STREAM
         stream = self._streams.get(stream_id)
-        if stream is None or stream.remote_closed:
+        if stream is None:
             if stream_id > self._last_stream:
                 raise _ProtocolError(_PROTOCOL_ERROR, "DATA on an idle stream")
-            return  # a stream we reset or answered already
+            self._flood()  # a stream we reset or answered already: allowed, but not without end
+            return
+        if stream.remote_closed:
+            self._reset_stream(stream_id, _STREAM_CLOSED)
+            return
+        if not end_stream:
+            if stream.unacked + size > _STREAM_WINDOW:
+                self._reset_stream(stream_id, _FLOW_CONTROL_ERROR)
+                return
+            if size:
+                self._pings = 0  # a long stream's data comes with the client's BDP pings: they are not a flood
+            else:
+                self._flood()
         data = self._strip(flags, payload, False)
-        if not stream.refused:
-            body = stream.body
-            body += data
-            self._take_messages(stream_id, stream)
-        end_stream = flags & _END_STREAM
+        if not stream.refused and data:
+            try:
+                self._edge.budget.take(len(data))
+            except Overloaded as exc:
+                self._refuse(stream_id, stream, grpc.StatusCode.UNAVAILABLE, str(exc))
+            else:
+                stream.held += len(data)
+                stream.body += data
+                self._take_messages(stream_id, stream)
         if stream_id not in self._streams:
             return
         if not end_stream:
@@ -738,67 +917,93 @@ class _Connection(asyncio.Protocol):
         else:
             self._end_of_request(stream_id, stream)
 
+    def _refuse(self, stream_id: int, stream: _Stream, code: grpc.StatusCode, details: str) -> None:
+        """Answer ``code`` before the request arrived whole: the rest of its data is dropped."""
+        call = stream.call
+        assert call is not None
+        stream.refused = True
+        self._give(stream)
+        stream.body = bytearray()
+        call.finish(code, details)
+        self._finished(stream_id, stream)
+        if call.requests is not None:
+            call.cancelled()
+
+    def _give(self, stream: _Stream) -> None:
+        """Give back the budget ``stream``'s body holds (it ended, or its bytes are dropped)."""
+        if stream.held:
+            self._edge.budget.give(stream.held)
+            stream.held = 0
+
     def _take_messages(self, stream_id: int, stream: _Stream) -> None:
         """Check the size of the message that is arriving; hand whole messages of a stream to its handler."""
         body = stream.body
         call = stream.call
         assert call is not None
+        limit = self._edge.max_message_bytes
         while len(body) >= 5:
             compressed, length = _MESSAGE.unpack_from(body)
-            limit = self._edge.max_message_bytes
             if length > limit:
-                stream.refused = True
-                body.clear()
-                call.finish(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED, f"Received message larger than max ({length} vs. {limit})"
+                self._refuse(
+                    stream_id,
+                    stream,
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"Received message larger than max ({length} vs. {limit})",
                 )
-                self._finished(stream_id, stream)
                 return
             requests = call.requests
             if requests is None:  # a unary call's message is taken whole at the end of the stream
                 if len(body) > 5 + length:
-                    stream.refused = True
-                    body.clear()
-                    call.finish(grpc.StatusCode.INTERNAL, "a unary call must carry exactly one message")
-                    self._finished(stream_id, stream)
+                    self._refuse(
+                        stream_id, stream, grpc.StatusCode.INTERNAL, "a unary call must carry exactly one message"
+                    )
                 return
             if len(body) < 5 + length:
                 return
             message = bytes(body[5 : 5 + length])
             del body[: 5 + length]
-            decoded = self._decode(stream_id, stream, compressed, message)
-            if decoded is None:
-                return
-            requests.put(decoded)
+            held = min(stream.held, 5 + length)
+            stream.held -= held
+            if compressed:
+                reservation = self._edge.budget.reservation()
+                try:
+                    message = self._inflate(stream, message, reservation.take)
+                except ModelportError as exc:
+                    reservation.release()
+                    self._edge.budget.give(held)
+                    self._refuse(stream_id, stream, _inflate_status(exc), _inflate_problem(exc, stream))
+                    return
+                held += reservation.size
+                reservation.size = 0  # the queue entry holds it now
+            requests.put(message, held)
 
-    def _decode(self, stream_id: int, stream: _Stream, compressed: int, message: bytes) -> bytes | None:
-        if not compressed:
-            return message
-        call = stream.call
-        assert call is not None
-        if stream.decompress is None:
-            problem = "a compressed message without grpc-encoding"
-        else:
-            try:
-                decoded = stream.decompress(message)
-            except zlib.error as exc:
-                problem = f"a compressed message that does not decompress: {exc}"
-            else:
-                if len(decoded) <= self._edge.max_message_bytes:
-                    return decoded
-                problem = f"Received message larger than max ({len(decoded)} vs. {self._edge.max_message_bytes})"
-                stream.refused = True
-                stream.body.clear()
-                call.finish(grpc.StatusCode.RESOURCE_EXHAUSTED, problem)
-                self._finished(stream_id, stream)
-                return None
-        stream.refused = True
-        stream.body.clear()
-        call.finish(grpc.StatusCode.INTERNAL, problem)
-        self._finished(stream_id, stream)
-        if call.requests is not None:
-            call.cancelled()
-        return None
+    def _inflate(self, stream: _Stream, message: bytes, reserve: Callable[[int], None]) -> bytes:
+        """``message`` inflated (``stream.encoding``), at most ``max_message_bytes``, each step reserved."""
+        if stream.encoding is None:
+            raise _NotCompressed("a compressed message without grpc-encoding")
+        inflated = decompress_body(message, stream.encoding, max_bytes=self._edge.max_message_bytes, reserve=reserve)
+        return inflated if isinstance(inflated, bytes) else bytes(inflated)
+
+    async def _unary(
+        self, method: UnaryMethod, call: Call, stream: _Stream, compressed: int, message: bytes, held: int
+    ) -> None:
+        """A unary call's task: inflate its message (in a thread when large), run the handler, give back the
+        budget its message held."""
+        reservation = self._edge.budget.reservation()
+        try:
+            if compressed:
+                try:
+                    if len(message) <= _INLINE_INFLATE:
+                        message = self._inflate(stream, message, reservation.take)
+                    else:
+                        message = await asyncio.to_thread(self._inflate, stream, message, reservation.take)
+                except ModelportError as exc:
+                    call.finish(_inflate_status(exc), _inflate_problem(exc, stream))
+                    return
+            await self._edge.run_unary(method, message, call)
+        finally:
+            reservation.release()
+            self._edge.budget.give(held)
 
     def _end_of_request(self, stream_id: int, stream: _Stream) -> None:
         stream.remote_closed = True
@@ -809,28 +1014,26 @@ class _Connection(asyncio.Protocol):
             return
         if call.requests is not None:
             if stream.body:
-                call.finish(grpc.StatusCode.INTERNAL, "the stream ended inside a message")
-                call.cancelled()
+                self._refuse(stream_id, stream, grpc.StatusCode.INTERNAL, "the stream ended inside a message")
             else:
                 call.requests.close()
             return
         body = stream.body
-        stream.body = bytearray()
         if len(body) < 5:
-            call.finish(grpc.StatusCode.INTERNAL, "the request carried no message" if not body else "truncated message")
-            self._finished(stream_id, stream)
+            problem = "the request carried no message" if not body else "truncated message"
+            self._refuse(stream_id, stream, grpc.StatusCode.INTERNAL, problem)
             return
         compressed, length = _MESSAGE.unpack_from(body)
         if len(body) != 5 + length:
-            call.finish(grpc.StatusCode.INTERNAL, "a unary call must carry exactly one whole message")
-            self._finished(stream_id, stream)
+            self._refuse(
+                stream_id, stream, grpc.StatusCode.INTERNAL, "a unary call must carry exactly one whole message"
+            )
             return
-        message = self._decode(stream_id, stream, compressed, bytes(memoryview(body)[5:]))
-        if message is None:
-            return
+        stream.body = bytearray()
+        held, stream.held = stream.held, 0
         method = stream.method
         assert isinstance(method, UnaryMethod)
-        self._edge.spawn(self._edge.run_unary(method, message, call), call)
+        self.spawn(self._unary(method, call, stream, compressed, bytes(memoryview(body)[5:]), held), call)
 
     # -- frames out -------------------------------------------------------------------------------------------------
     def _frame(self, kind: int, flags: int, stream_id: int, payload: bytes | memoryview) -> None:
@@ -984,6 +1187,7 @@ class _Connection(asyncio.Protocol):
         self._blocked.pop(stream_id, None)
         self._wake_drained(stream_id)
         if stream is not None:
+            self._give(stream)
             self._maybe_close()
 
     def _finished(self, stream_id: int, stream: _Stream) -> None:
@@ -993,12 +1197,16 @@ class _Connection(asyncio.Protocol):
         if not stream.remote_closed:
             self._frame(_RST_STREAM, 0, stream_id, struct.pack(">L", _NO_ERROR))
         if self._streams.pop(stream_id, None) is not None:
+            self._give(stream)
             self._blocked.pop(stream_id, None)
             self._wake_drained(stream_id)
             self._maybe_close()
 
     def _maybe_close(self) -> None:
-        if self._going_away and not self._streams:
+        if self._streams:
+            return
+        self.idle_since = self.loop.time()
+        if self._going_away:
             self._close()
 
     def go_away(self) -> None:
@@ -1022,6 +1230,7 @@ class _Connection(asyncio.Protocol):
             return
         self._frame(_GOAWAY, 0, 0, struct.pack(">LL", self._last_stream, code) + message.encode()[:256])
         for stream in self._streams.values():
+            self._give(stream)
             if stream.call is not None:
                 stream.call.cancelled()
         self._streams.clear()
@@ -1030,6 +1239,7 @@ class _Connection(asyncio.Protocol):
     def abort(self) -> None:
         """Shutdown after the grace period: cancel what is left and close."""
         for stream in list(self._streams.values()):
+            self._give(stream)
             if stream.call is not None:
                 stream.call.cancelled()
                 if stream.call.task is not None:
@@ -1038,19 +1248,47 @@ class _Connection(asyncio.Protocol):
         self._close()
 
 
-def _gunzip(data: bytes) -> bytes:
-    return zlib.decompress(data, zlib.MAX_WBITS | 16)
+class _NotCompressed(ModelportError):
+    """A message flagged compressed on a stream without ``grpc-encoding``."""
+
+
+def _inflate_status(exc: ModelportError) -> grpc.StatusCode:
+    if isinstance(exc, Overloaded):
+        return grpc.StatusCode.UNAVAILABLE
+    return grpc.StatusCode.RESOURCE_EXHAUSTED if isinstance(exc, PayloadTooLarge) else grpc.StatusCode.INTERNAL
+
+
+def _inflate_problem(exc: ModelportError, stream: _Stream) -> str:
+    if isinstance(exc, _NotCompressed):
+        return "a compressed message without grpc-encoding"
+    if isinstance(exc, Overloaded | PayloadTooLarge):
+        return str(exc)
+    return f"a {stream.encoding} message that does not decompress: {exc}"
 
 
 # -- the server ----------------------------------------------------------------------------------------------------
 class GrpcEdge:
     """Serves ``methods`` (``"/package.Service/Method"`` -> method) on one listening socket of this loop."""
 
-    def __init__(self, methods: Mapping[str, Method], *, max_message_bytes: int) -> None:
+    def __init__(
+        self,
+        methods: Mapping[str, Method],
+        *,
+        max_message_bytes: int,
+        budget: BodyBudget | None = None,
+        max_connections: int = _MAX_CONNECTIONS,
+        handshake_timeout_s: float = _HANDSHAKE_TIMEOUT_S,
+    ) -> None:
+        """``budget`` bounds the request bytes all connections hold at once (default: four largest messages);
+        ``max_connections`` and ``handshake_timeout_s`` as :meth:`admit` and ``_HANDSHAKE_TIMEOUT_S`` say."""
         self.methods = dict(methods)
         self.max_message_bytes = max_message_bytes
+        self.budget = budget if budget is not None else BodyBudget(4 * max_message_bytes)
+        self.max_connections = max_connections
+        self.handshake_timeout_s = handshake_timeout_s
         self.loop = asyncio.get_running_loop()
-        self.connections: set[_Connection] = set()
+        self.connections: dict[_Connection, None] = {}
+        """The open connections, oldest first."""
         self.draining = False
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -1063,12 +1301,30 @@ class GrpcEdge:
         sockets: Iterable[Any] = self._server.sockets
         return int(next(iter(sockets)).getsockname()[1])
 
-    def spawn(self, work: Coroutine[Any, Any, None], call: Call) -> None:
+    def admit(self, connection: _Connection) -> bool:
+        """Take a new connection, or say no. At ``max_connections`` the one doing least makes room: the oldest
+        still without its preface, else the one idle (no stream open) longest, which is sent GOAWAY; with neither,
+        the newcomer is refused (closed at once), so idle or silent sockets never lock clients out."""
+        connections = self.connections
+        if len(connections) >= self.max_connections:
+            waiting = [c for c in connections if c.handshaking()]
+            idle = [c for c in connections if not c.handshaking() and not c.has_streams()]
+            if waiting:
+                waiting[0].evict()  # sets keep insertion order: the first is the oldest
+            elif idle:
+                min(idle, key=lambda c: c.idle_since or 0.0).evict()
+            else:
+                return False
+        connections[connection] = None
+        return True
+
+    def spawn(self, work: Coroutine[Any, Any, None], call: Call) -> asyncio.Task[None]:
         """Run a call's handler in its own task, held until it ends."""
         task = self.loop.create_task(work)
         call.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def run_unary(self, method: UnaryMethod, message: bytes, call: Call) -> None:
         try:
