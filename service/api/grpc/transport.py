@@ -98,6 +98,9 @@ _MAX_HANDLERS = _MAX_STREAMS
 """Handlers one connection may have running at once, those of streams its client reset included: a unary handler
 runs to completion after RST_STREAM, so counting open streams alone would let a client open and reset streams
 without bound, each leaving inference work behind (rapid reset, CVE-2023-44487). Streams past it are refused."""
+_MAX_QUEUED_OUT = 16 << 20
+"""Answer bytes one connection may have waiting for its client's flow-control windows before it is refused new
+streams: a client that never opens its windows would otherwise have every answer it asks for held in memory."""
 _CACHED_BLOCK = 4096
 """The largest header block ``_decode_headers`` remembers: real requests' blocks are a few hundred bytes."""
 _HANDSHAKE_TIMEOUT_S = 10.0
@@ -701,6 +704,8 @@ class _Connection(asyncio.Protocol):
             key, value = struct.unpack_from(">HL", payload, index)
             if key == 0x1:  # HEADER_TABLE_SIZE: we never index, but must say so after a change
                 self._table_reset = True
+            elif key == 0x2 and value > 1:
+                raise _ProtocolError(_PROTOCOL_ERROR, "SETTINGS_ENABLE_PUSH is neither 0 nor 1")
             elif key == 0x4:
                 if value > _MAX_WINDOW:
                     raise _ProtocolError(_FLOW_CONTROL_ERROR, "SETTINGS_INITIAL_WINDOW_SIZE too large")
@@ -783,9 +788,15 @@ class _Connection(asyncio.Protocol):
         if stream_id <= self._last_stream or not stream_id & 1:
             if stream_id > self._last_stream:
                 raise _ProtocolError(_PROTOCOL_ERROR, "an even stream id from a client")
+            self._flood()
             return  # a stream we already closed (its trailers, say): nothing to do
         self._last_stream = stream_id
-        if self._going_away or len(self._streams) >= _MAX_STREAMS or self._running >= _MAX_HANDLERS:
+        if (
+            self._going_away
+            or len(self._streams) >= _MAX_STREAMS
+            or self._running >= _MAX_HANDLERS
+            or (self._blocked and self._queued_out() > _MAX_QUEUED_OUT)
+        ):
             self._flood()  # a client that keeps opening streams past the limits is told to calm down
             self.reset(stream_id, _REFUSED_STREAM)
             return
@@ -797,6 +808,11 @@ class _Connection(asyncio.Protocol):
         self._open(stream_id, stream, headers)
         if end_stream and stream_id in self._streams:
             self._end_of_request(stream_id, stream)
+
+    def _queued_out(self) -> int:
+        """Answer bytes waiting for the client's windows (only blocked streams hold any for long)."""
+        streams = self._streams
+        return sum(sum(map(len, streams[i].outbound)) for i in self._blocked if i in streams)
 
     def _decode_headers(self, block: bytes) -> Headers:
         """Decode a header block, every one (even a refused stream's: the dynamic table must follow them all).

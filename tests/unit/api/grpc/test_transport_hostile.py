@@ -371,6 +371,26 @@ async def test_a_client_that_does_not_read_is_no_longer_read(
     sock.close()
 
 
+async def test_answers_held_for_a_client_that_never_opens_its_windows_are_bounded(
+    edge: tuple[GrpcEdge, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, target = edge
+    monkeypatch.setattr(transport, "_MAX_QUEUED_OUT", 2 << 20)
+    peer = await Peer.connect(target, preface=False)
+    peer.send(PREFACE + frame(SETTINGS, 0, 0, struct.pack(">HL", 0x4, 0)))  # stream windows of 0, never opened
+    body = b"a" * ((1 << 20) - 64)
+    for stream in range(1, 17, 2):  # eight calls with 1 MiB answers, none of which can be sent
+        peer.send(frame(HEADERS, END_HEADERS, stream, request_block()))
+        peer.send(frame(DATA, END_STREAM, stream, message(body)))
+        await asyncio.sleep(0.02)
+    frames = await peer.read(lambda f: f.kind == RST_STREAM and f.code == REFUSED_STREAM)
+    refused = [f.stream for f in frames if f.kind == RST_STREAM and f.code == REFUSED_STREAM]
+    assert refused and min(refused) <= 7  # about 2 MiB of answers held, then new streams refused
+    assert not [f for f in frames if f.kind == DATA]
+    peer.close()
+    assert await serves(target)
+
+
 async def test_a_connection_without_the_preface_is_closed_and_silent_ones_make_room(
     edge: tuple[GrpcEdge, str],
 ) -> None:
@@ -402,6 +422,7 @@ ERRORS = [
     pytest.param(frame(GOAWAY, 0, 1, b"\0" * 8), ("goaway", PROTOCOL_ERROR), id="goaway-on-a-stream"),
     pytest.param(frame(SETTINGS, 1, 0, b"\0" * 6), ("goaway", FRAME_SIZE_ERROR), id="settings-ack-payload"),
     pytest.param(frame(SETTINGS, 0, 0, b"\0\x05\0\0\0\x01"), ("goaway", PROTOCOL_ERROR), id="max-frame-size-1"),
+    pytest.param(frame(SETTINGS, 0, 0, b"\0\x02\0\0\0\x02"), ("goaway", PROTOCOL_ERROR), id="enable-push-2"),
     pytest.param(frame(SETTINGS, 0, 0, b"\0"), ("goaway", FRAME_SIZE_ERROR), id="settings-length"),
     pytest.param(frame(SETTINGS, 0, 0, b"\0\x04\x80\0\0\0"), ("goaway", FLOW_CONTROL_ERROR), id="initial-window-2g"),
     pytest.param(frame(PING, 0, 0, b"1234"), ("goaway", FRAME_SIZE_ERROR), id="ping-short"),
