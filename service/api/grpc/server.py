@@ -22,6 +22,7 @@ from service.api.grpc.service import InferenceService
 from service.api.grpc.shared_memory import SHARED_MEMORY_RPCS, SharedMemoryService
 from service.api.grpc.transport import Abort, GrpcEdge, Method, StreamMethod, UnaryMethod
 from service.api.limits import BodyBudget
+from service.connection_guard import ConnectionLimits
 from service.errors import NotImplementedFeature
 from service.inference.repository import ModelRepository
 from service.runtime import Runtime
@@ -136,7 +137,7 @@ class GrpcServer:
             {f"/{SERVICE}/{name}": method for name, method in handlers.items()},
             max_message_bytes=settings.max_body_bytes,
             budget=BodyBudget(settings.max_inflight_body_bytes),
-            max_connections=settings.max_connections,
+            max_connections=ConnectionLimits.from_settings(settings).max_connections,
             handshake_timeout_s=settings.header_timeout_s,
         )
         try:

@@ -647,6 +647,8 @@ class _Connection(asyncio.Protocol):
                 raise _ProtocolError(_PROTOCOL_ERROR, "PRIORITY on stream 0")
             self._flood()
             if len(payload) != 5:
+                if stream_id not in self._streams:  # a stream error needs a stream: idle or closed, the connection's
+                    raise _ProtocolError(_FRAME_SIZE_ERROR, "PRIORITY must carry 5 bytes")
                 self._reset_stream(stream_id, _FRAME_SIZE_ERROR)
         elif kind == _GOAWAY:
             if stream_id:
