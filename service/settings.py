@@ -110,7 +110,8 @@ class Settings(BaseSettings):
     """From a request's first byte to the end of its headers: beyond it 408 and the connection closes. On the gRPC
     port: from accept to the HTTP/2 preface, else GOAWAY and close."""
     body_idle_timeout_s: float = Field(default=30.0, gt=0.0, le=3600.0, allow_inf_nan=False)
-    """Longest pause in an incomplete request body while the server reads it: beyond it 408 and close."""
+    """Longest pause in an incomplete request body while the server reads it: beyond it 408 and close. On the gRPC
+    port: in a unary call's unfinished request, beyond it CANCELLED (the connection stays)."""
     keep_alive_timeout_s: float = Field(default=5.0, gt=0.0, le=600.0, allow_inf_nan=False)
     """An idle connection (no request in progress, or none sent yet) closes after this long."""
     max_connections: int = Field(default=4096, ge=1, le=1_000_000)

@@ -139,6 +139,7 @@ class GrpcServer:
             budget=BodyBudget(settings.max_inflight_body_bytes),
             max_connections=ConnectionLimits.from_settings(settings).max_connections,
             handshake_timeout_s=settings.header_timeout_s,
+            body_idle_timeout_s=settings.body_idle_timeout_s,
         )
         try:
             self.port = await edge.bind(settings.host, settings.grpc_port, reuse_port=settings.workers > 1)

@@ -105,6 +105,9 @@ _CACHED_BLOCK = 4096
 """The largest header block ``_decode_headers`` remembers: real requests' blocks are a few hundred bytes."""
 _HANDSHAKE_TIMEOUT_S = 10.0
 """Seconds a new connection has to send the HTTP/2 preface and its SETTINGS, else it is closed."""
+_BODY_IDLE_TIMEOUT_S = 30.0
+"""Longest pause in a unary call's unfinished request (``MODELPORT_BODY_IDLE_TIMEOUT_S``): a stream opened and
+left without its message would otherwise hold its slot, its call and its buffered bytes for good."""
 _MAX_CONNECTIONS = 4096
 """Connections the edge keeps open at once (``MODELPORT_MAX_CONNECTIONS``); see :meth:`GrpcEdge.admit`."""
 
@@ -409,6 +412,7 @@ class _Stream:
         "call",
         "encoding",
         "held",
+        "last_seen",
         "method",
         "outbound",
         "refused",
@@ -417,7 +421,9 @@ class _Stream:
         "unacked",
     )
 
-    def __init__(self, send_window: int) -> None:
+    def __init__(self, send_window: int, now: float) -> None:
+        self.last_seen = now
+        """When the client last sent this stream data (or its headers): see ``_Connection.check_stalled``."""
         self.body = bytearray()
         self.call: Call | None = None
         self.method: Method | None = None
@@ -571,6 +577,17 @@ class _Connection(asyncio.Protocol):
         except (HPACKError, UnicodeDecodeError) as exc:  # hpack decodes values as UTF-8 and lets that error out
             _log.debug("grpc_connection_error", error=f"header decoding: {exc}")
             self._abandon(_COMPRESSION_ERROR, "header block could not be decoded")
+
+    def check_stalled(self, now: float, timeout_s: float) -> None:
+        """Answer CANCELLED to unary calls whose request has not moved for ``timeout_s`` (run by the edge's sweep).
+
+        Streaming calls are left alone: a bidirectional stream may rightly be quiet for long."""
+        for stream_id, stream in list(self._streams.items()):
+            call = stream.call
+            if stream.remote_closed or call is None or call.requests is not None or stream.refused:
+                continue
+            if now - stream.last_seen > timeout_s:
+                self._refuse(stream_id, stream, grpc.StatusCode.CANCELLED, f"no request data for {timeout_s:g} s")
 
     def handshaking(self) -> bool:
         return not self._preface
@@ -804,7 +821,7 @@ class _Connection(asyncio.Protocol):
             return
         self._pings = 0
         self.idle_since = None
-        stream = _Stream(self._peer_window)
+        stream = _Stream(self._peer_window, self.loop.time())
         stream.remote_closed = end_stream
         self._streams[stream_id] = stream
         self._open(stream_id, stream, headers)
@@ -916,6 +933,7 @@ class _Connection(asyncio.Protocol):
             else:
                 self._flood()
         data = self._strip(flags, payload, False)
+        stream.last_seen = self.loop.time()
         if not stream.refused and data:
             try:
                 self._edge.budget.take(len(data))
@@ -1296,14 +1314,18 @@ class GrpcEdge:
         budget: BodyBudget | None = None,
         max_connections: int = _MAX_CONNECTIONS,
         handshake_timeout_s: float = _HANDSHAKE_TIMEOUT_S,
+        body_idle_timeout_s: float = _BODY_IDLE_TIMEOUT_S,
     ) -> None:
         """``budget`` bounds the request bytes all connections hold at once (default: four largest messages);
-        ``max_connections`` and ``handshake_timeout_s`` as :meth:`admit` and ``_HANDSHAKE_TIMEOUT_S`` say."""
+        ``max_connections``, ``handshake_timeout_s`` and ``body_idle_timeout_s`` as :meth:`admit`,
+        ``_HANDSHAKE_TIMEOUT_S`` and ``_BODY_IDLE_TIMEOUT_S`` say."""
         self.methods = dict(methods)
         self.max_message_bytes = max_message_bytes
         self.budget = budget if budget is not None else BodyBudget(4 * max_message_bytes)
         self.max_connections = max_connections
         self.handshake_timeout_s = handshake_timeout_s
+        self.body_idle_timeout_s = body_idle_timeout_s
+        self._sweep_handle: asyncio.TimerHandle | None = None
         self.loop = asyncio.get_running_loop()
         self.connections: dict[_Connection, None] = {}
         """The open connections, oldest first."""
@@ -1334,7 +1356,21 @@ class GrpcEdge:
             else:
                 return False
         connections[connection] = None
+        if self._sweep_handle is None:
+            self._sweep_handle = self.loop.call_later(self._sweep_interval_s(), self._sweep)
         return True
+
+    def _sweep_interval_s(self) -> float:
+        return min(1.0, max(0.05, self.body_idle_timeout_s / 4))
+
+    def _sweep(self) -> None:
+        """One timer per edge, re-armed while connections are open: stalled requests end (see check_stalled)."""
+        self._sweep_handle = None
+        now = self.loop.time()
+        for connection in list(self.connections):
+            connection.check_stalled(now, self.body_idle_timeout_s)
+        if self.connections and self._server is not None:
+            self._sweep_handle = self.loop.call_later(self._sweep_interval_s(), self._sweep)
 
     def spawn(self, work: Coroutine[Any, Any, None], call: Call) -> asyncio.Task[None]:
         """Run a call's handler in its own task, held until it ends."""
@@ -1373,6 +1409,9 @@ class GrpcEdge:
     async def stop(self, grace_s: float) -> None:
         """Refuse new connections and streams, give the calls in flight ``grace_s``, then cancel the rest."""
         self.draining = True
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+            self._sweep_handle = None
         if self._server is not None:
             self._server.close()
         for connection in list(self.connections):

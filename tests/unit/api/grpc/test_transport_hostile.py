@@ -165,6 +165,7 @@ async def edge(handlers: Handlers) -> AsyncIterator[tuple[GrpcEdge, str]]:
         budget=BodyBudget(3 * LIMIT),
         max_connections=3,
         handshake_timeout_s=0.3,
+        body_idle_timeout_s=0.3,
     )
     port = await server.bind("127.0.0.1", 0, reuse_port=False)
     yield server, f"127.0.0.1:{port}"
@@ -389,6 +390,20 @@ async def test_answers_held_for_a_client_that_never_opens_its_windows_are_bounde
     assert not [f for f in frames if f.kind == DATA]
     peer.close()
     assert await serves(target)
+
+
+async def test_a_unary_request_left_unfinished_is_answered_and_gives_its_bytes_back(
+    edge: tuple[GrpcEdge, str],
+) -> None:
+    server, target = edge
+    peer = await Peer.connect(target)
+    peer.send(frame(HEADERS, END_HEADERS, 1, request_block()) + frame(DATA, 0, 1, message(b"x" * 1000)[:500]))
+    peer.send(frame(HEADERS, END_HEADERS, 3, request_block("/t.S/Chat")))  # a quiet stream is left alone
+    frames = await peer.read(lambda f: f.kind == HEADERS and bool(f.flags & END_STREAM), timeout=2.0)
+    assert peer.status(frames, 1) == str(grpc.StatusCode.CANCELLED.value[0])
+    assert server.budget.used == 0
+    assert not [f for f in frames if f.stream == 3 and f.kind in (HEADERS, RST_STREAM)]
+    peer.close()
 
 
 async def test_a_connection_without_the_preface_is_closed_and_silent_ones_make_room(
