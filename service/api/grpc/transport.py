@@ -49,7 +49,7 @@ import grpc
 import structlog
 from hpack import Decoder, HPACKError
 
-from service.api.limits import BodyBudget
+from service.api.limits import BodyBudget, Reservation
 from service.codecs.v2 import decompress_body
 from service.errors import ModelportError, Overloaded, PayloadTooLarge
 
@@ -116,7 +116,7 @@ _RESERVED = frozenset(("te", "content-type", "grpc-timeout", "grpc-encoding", "g
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 _ENCODINGS = ("identity", "gzip", "deflate")
 _INLINE_INFLATE = 16 << 10
-"""Compressed unary messages up to this size inflate on the loop; larger ones in a worker thread (a 16 KiB bomb
+"""Compressed messages up to this size inflate on the loop; larger ones in a worker thread (a 16 KiB bomb
 inflates to at most about 16 MB, some 10 ms)."""
 _ACCEPT_ENCODING = ",".join(_ENCODINGS)
 
@@ -357,31 +357,48 @@ class _Requests:
     """The request messages of a streaming call, as an async iterator of bytes.
 
     Each queued message holds its bytes in the edge's :class:`BodyBudget` until the handler takes it, so a client
-    that sends faster than its handler reads is stopped by the budget rather than filling memory.
+    that sends faster than its handler reads is stopped by the budget rather than filling memory. A large
+    compressed message is queued as the future of its inflation in a worker thread (order is kept); one that does
+    not inflate ends the call through ``fail``.
     """
 
-    __slots__ = ("_budget", "_closed", "_messages", "_waiter")
+    __slots__ = ("_budget", "_closed", "_fail", "_messages", "_waiter")
 
-    def __init__(self, budget: BodyBudget) -> None:
+    def __init__(self, budget: BodyBudget, fail: Callable[[ModelportError], None]) -> None:
         self._budget = budget
-        self._messages: deque[tuple[bytes, int]] = deque()
+        self._fail = fail
+        self._messages: deque[tuple[bytes | asyncio.Future[bytes], int, Reservation | None]] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
 
-    def put(self, message: bytes, held: int) -> None:
-        """Queue ``message``, which holds ``held`` bytes of the budget until it is taken."""
-        self._messages.append((message, held))
+    def put(self, message: bytes | asyncio.Future[bytes], held: int, reservation: Reservation | None = None) -> None:
+        """Queue ``message`` (or its inflation), which holds ``held`` bytes of the budget (and what
+        ``reservation`` takes as it inflates) until it is taken."""
+        self._messages.append((message, held, reservation))
         self._wake()
 
     def close(self) -> None:
         self._closed = True
         self._wake()
 
+    def waiting(self) -> bool:
+        """Whether messages wait to be taken."""
+        return bool(self._messages)
+
     def discard(self) -> None:
         """The handler ended: give back what the messages it never took held."""
         self._closed = True
         while self._messages:
-            self._budget.give(self._messages.popleft()[1])
+            message, held, reservation = self._messages.popleft()
+            self._give(held, reservation)
+            if isinstance(message, asyncio.Future):
+                message.add_done_callback(_retrieve)
+                message.cancel()
+
+    def _give(self, held: int, reservation: Reservation | None) -> None:
+        self._budget.give(held)
+        if reservation is not None:
+            reservation.release()  # an inflation still running in its thread is refused its next step
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -399,9 +416,23 @@ class _Requests:
                 await self._waiter
             finally:
                 self._waiter = None
-        message, held = self._messages.popleft()
-        self._budget.give(held)
-        return message
+        message, held, reservation = self._messages.popleft()
+        if isinstance(message, bytes):
+            self._give(held, reservation)
+            return message
+        try:
+            return await message
+        except ModelportError as exc:
+            self.discard()
+            self._fail(exc)
+            raise StopAsyncIteration from None
+        finally:
+            self._give(held, reservation)
+
+
+def _retrieve(future: asyncio.Future[bytes]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class _Stream:
@@ -900,7 +931,7 @@ class _Connection(asyncio.Protocol):
         stream.method = handler
         call.start_timer()
         if isinstance(handler, StreamMethod):
-            requests = _Requests(self._edge.budget)
+            requests = _Requests(self._edge.budget, lambda exc: self._inflate_failed(stream_id, call, stream, exc))
             call.requests = requests
             self.spawn(self._edge.run_stream(handler, requests, call), call)
 
@@ -965,6 +996,14 @@ class _Connection(asyncio.Protocol):
         if call.requests is not None:
             call.cancelled()
 
+    def _inflate_failed(self, stream_id: int, call: Call, stream: _Stream, exc: ModelportError) -> None:
+        """A streaming call's message inflated in a thread did not: the call ends with the status that says why."""
+        if stream_id in self._streams:
+            self._refuse(stream_id, stream, _inflate_status(exc), _inflate_problem(exc, stream))
+        else:
+            call.finish(_inflate_status(exc), _inflate_problem(exc, stream))
+            call.cancelled()
+
     def _give(self, stream: _Stream) -> None:
         """Give back the budget ``stream``'s body holds (it ended, or its bytes are dropped)."""
         if stream.held:
@@ -1000,6 +1039,12 @@ class _Connection(asyncio.Protocol):
             del body[: 5 + length]
             held = min(stream.held, 5 + length)
             stream.held -= held
+            if compressed and stream.encoding is not None and (len(message) > _INLINE_INFLATE or requests.waiting()):
+                # large, or behind messages the handler has not taken: in a thread, its outcome kept in order
+                reservation = self._edge.budget.reservation()
+                inflating = self.loop.run_in_executor(None, self._inflate, stream, message, reservation.take)
+                requests.put(inflating, held, reservation)
+                continue
             if compressed:
                 reservation = self._edge.budget.reservation()
                 try:

@@ -294,6 +294,31 @@ async def test_a_zip_bomb_inflates_no_further_than_the_message_cap(edge: tuple[G
     assert server.budget.used == 0
 
 
+async def test_a_streaming_call_inflates_large_messages_in_order_off_the_loop_and_a_bomb_ends_it(
+    edge: tuple[GrpcEdge, str], handlers: Handlers
+) -> None:
+    server, target = edge
+    handlers.gate.set()
+    peer = await Peer.connect(target)
+    headers = request_block("/t.S/Chat", ("grpc-encoding", "gzip"))
+    large = gzip.compress(random.Random(1).randbytes(32 << 10))  # over the inline size: a worker thread
+    peer.send(frame(HEADERS, END_HEADERS, 1, headers))
+    peer.send(frame(DATA, 0, 1, message(large, 1) + message(gzip.compress(b"second"), 1) + message(b"third")))
+    peer.send(frame(DATA, 0, 1, message(gzip.compress(b"\0" * (16 << 20), 9), 1) + message(b"never")))
+    frames = await peer.read(lambda f: f.kind == HEADERS and bool(f.flags & END_STREAM))
+    data = b"".join(f.payload for f in frames if f.kind == DATA)
+    answers = []
+    while data:
+        length = struct.unpack_from(">L", data, 1)[0]
+        answers.append(data[5 : 5 + length])
+        data = data[5 + length :]
+    assert answers == [gzip.decompress(large), b"second", b"third"]
+    assert peer.status(frames, 1) == str(grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
+    await settled(server)
+    assert server.budget.used == 0
+    peer.close()
+
+
 async def test_slow_bodies_are_bounded_by_the_budget_and_give_it_back(edge: tuple[GrpcEdge, str]) -> None:
     server, target = edge
     peer = await Peer.connect(target)
