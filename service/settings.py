@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     max_inflight_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, le=1 << 40)
     """Inference request bytes one worker holds at once (bodies being read plus those queued or running, and what
     compressed ones inflate to): a request that would pass it gets 503 + Retry-After. At least ``max_body_bytes``.
-    The gRPC edge holds its own budget of this size (a call past it is answered UNAVAILABLE)."""
+    gRPC calls share it (a call past it is answered UNAVAILABLE)."""
     max_manifest_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     """Largest registration manifest and largest admin JSON body: beyond it 413."""
     max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
