@@ -104,7 +104,7 @@ streams: a client that never opens its windows would otherwise have every answer
 _CACHED_BLOCK = 4096
 """The largest header block ``_decode_headers`` remembers: real requests' blocks are a few hundred bytes."""
 _HANDSHAKE_TIMEOUT_S = 10.0
-"""Seconds a new connection has to send the HTTP/2 preface and its SETTINGS, else it is closed."""
+"""Seconds a new connection has to send the HTTP/2 preface, else it is closed (``MODELPORT_HEADER_TIMEOUT_S``)."""
 _BODY_IDLE_TIMEOUT_S = 30.0
 """Longest pause in a unary call's unfinished request (``MODELPORT_BODY_IDLE_TIMEOUT_S``): a stream opened and
 left without its message would otherwise hold its slot, its call and its buffered bytes for good."""
@@ -643,14 +643,20 @@ class _Connection(asyncio.Protocol):
             _log.debug("grpc_connection_error", error="no HTTP/2 preface in time")
             self._abandon(_PROTOCOL_ERROR, "no HTTP/2 preface in time")
 
-    def spawn(self, work: Coroutine[Any, Any, None], call: Call) -> None:
-        """Run a call's handler in the edge's task set, counted against this connection until it ends."""
+    def spawn(self, work: Coroutine[Any, Any, None], call: Call, held: int = 0) -> None:
+        """Run a call's handler in the edge's task set, counted against this connection until it ends; then give
+        back the ``held`` bytes of the budget its request message holds."""
         self._running += 1
         task = self._edge.spawn(work, call)
         requests = call.requests
+        budget = self._edge.budget
+        tasks = self._edge.tasks
 
-        def done(_: asyncio.Task[None]) -> None:
+        def done(_: asyncio.Task[None]) -> None:  # one callback per task: each is a loop iteration's handle
+            tasks.discard(task)
             self._running -= 1
+            if held:
+                budget.give(held)
             if requests is not None:
                 requests.discard()
 
@@ -891,7 +897,7 @@ class _Connection(asyncio.Protocol):
     def _open(self, stream_id: int, stream: _Stream, headers: Headers) -> None:
         path = method = content_type = encoding = timeout = ""
         for name, value in headers:
-            if name.startswith(":"):
+            if name[:1] == ":":
                 if name == ":path":
                     path = value
                 elif name == ":method":
@@ -1065,26 +1071,22 @@ class _Connection(asyncio.Protocol):
         inflated = decompress_body(message, stream.encoding, max_bytes=self._edge.max_message_bytes, reserve=reserve)
         return inflated if isinstance(inflated, bytes) else bytes(inflated)
 
-    async def _unary(
-        self, method: UnaryMethod, call: Call, stream: _Stream, compressed: int, message: bytes, held: int
-    ) -> None:
-        """A unary call's task: inflate its message (in a thread when large), run the handler, give back the
-        budget its message held."""
+    async def _inflated_unary(self, method: UnaryMethod, call: Call, stream: _Stream, message: bytes) -> None:
+        """A compressed unary call's task: inflate its message (in a thread when large), then run the handler;
+        the inflated bytes hold the budget until it ends."""
         reservation = self._edge.budget.reservation()
         try:
-            if compressed:
-                try:
-                    if len(message) <= _INLINE_INFLATE:
-                        message = self._inflate(stream, message, reservation.take)
-                    else:
-                        message = await asyncio.to_thread(self._inflate, stream, message, reservation.take)
-                except ModelportError as exc:
-                    call.finish(_inflate_status(exc), _inflate_problem(exc, stream))
-                    return
+            try:
+                if len(message) <= _INLINE_INFLATE:
+                    message = self._inflate(stream, message, reservation.take)
+                else:
+                    message = await asyncio.to_thread(self._inflate, stream, message, reservation.take)
+            except ModelportError as exc:
+                call.finish(_inflate_status(exc), _inflate_problem(exc, stream))
+                return
             await self._edge.run_unary(method, message, call)
         finally:
             reservation.release()
-            self._edge.budget.give(held)
 
     def _end_of_request(self, stream_id: int, stream: _Stream) -> None:
         stream.remote_closed = True
@@ -1114,7 +1116,11 @@ class _Connection(asyncio.Protocol):
         held, stream.held = stream.held, 0
         method = stream.method
         assert isinstance(method, UnaryMethod)
-        self.spawn(self._unary(method, call, stream, compressed, bytes(memoryview(body)[5:]), held), call)
+        message = bytes(memoryview(body)[5:])
+        if compressed:
+            self.spawn(self._inflated_unary(method, call, stream, message), call, held)
+        else:
+            self.spawn(self._edge.run_unary(method, message, call), call, held)
 
     # -- frames out -------------------------------------------------------------------------------------------------
     def _frame(self, kind: int, flags: int, stream_id: int, payload: bytes | memoryview) -> None:
@@ -1376,7 +1382,8 @@ class GrpcEdge:
         """The open connections, oldest first."""
         self.draining = False
         self._server: asyncio.AbstractServer | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        """Every handler running; each removes itself when it ends (see ``_Connection.spawn``)."""
 
     async def bind(self, host: str, port: int, *, reuse_port: bool) -> int:
         """Listen on ``host:port`` (``reuse_port``: share it with other processes); the bound port."""
@@ -1418,11 +1425,10 @@ class GrpcEdge:
             self._sweep_handle = self.loop.call_later(self._sweep_interval_s(), self._sweep)
 
     def spawn(self, work: Coroutine[Any, Any, None], call: Call) -> asyncio.Task[None]:
-        """Run a call's handler in its own task, held until it ends."""
+        """Run a call's handler in its own task, held in :attr:`tasks` (the caller discards it when it ends)."""
         task = self.loop.create_task(work)
         call.task = task
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.tasks.add(task)
         return task
 
     async def run_unary(self, method: UnaryMethod, message: bytes, call: Call) -> None:
@@ -1461,8 +1467,8 @@ class GrpcEdge:
             self._server.close()
         for connection in list(self.connections):
             connection.go_away()
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
+        if self.tasks:
+            _, pending = await asyncio.wait(set(self.tasks), timeout=grace_s)
             for task in pending:
                 task.cancel()
             if pending:

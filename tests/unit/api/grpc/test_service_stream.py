@@ -71,7 +71,7 @@ async def test_a_reset_stream_counts_as_running_until_its_answers_in_flight_fini
         assert [(f.stream, f.code) for f in frames if f.kind == RST_STREAM] == [(3, REFUSED_STREAM)]
         service.gate.set()
         for _ in range(100):
-            if not edge._tasks:
+            if not edge.tasks:
                 break
             await asyncio.sleep(0.01)
         assert service.finished == 3  # they ran to completion, and only then did the call stop counting

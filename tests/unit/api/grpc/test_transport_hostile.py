@@ -187,7 +187,7 @@ async def serves(target: str) -> bool:
 async def settled(edge: GrpcEdge) -> None:
     """Wait until every handler task ended (each gives its budget back as it ends)."""
     for _ in range(100):
-        if not edge._tasks:
+        if not edge.tasks:
             return
         await asyncio.sleep(0.01)
 
@@ -205,7 +205,7 @@ async def test_rapid_reset_is_bounded_by_running_handlers_not_open_streams(
     peer.send(burst)
     frames = await peer.read(GOAWAY)
     assert handlers.started == 8  # each reset stream's handler still runs, and counts
-    assert len(server._tasks) == 8
+    assert len(server.tasks) == 8
     refused = [f for f in frames if f.kind == RST_STREAM and f.code == REFUSED_STREAM]
     assert refused  # first refused, then told to calm down
     assert frames[-1].kind == GOAWAY and frames[-1].code == ENHANCE_YOUR_CALM
