@@ -652,8 +652,8 @@ class _Connection(asyncio.Protocol):
         budget = self._edge.budget
         tasks = self._edge.tasks
 
-        def done(_: asyncio.Task[None]) -> None:  # one callback per task: each is a loop iteration's handle
-            tasks.discard(task)
+        def done(finished: asyncio.Task[None]) -> None:  # one callback per task: each is a loop iteration's handle
+            tasks.discard(finished)
             self._running -= 1
             if held:
                 budget.give(held)
