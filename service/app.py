@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None, *, plugins: PluginRegistry | No
         shared_memory=runtime.shared_memory,
     )
 
-    grpc_server = GrpcServer(runtime)  # MODELPORT_GRPC_PORT; each worker serves it beside HTTP
+    grpc_server = GrpcServer(runtime, inference.budget)  # MODELPORT_GRPC_PORT; each worker serves it beside HTTP
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:

@@ -98,7 +98,8 @@ class Settings(BaseSettings):
     """Largest artifact accepted at registration, enforced while streaming."""
     max_inflight_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, le=1 << 40)
     """Inference request bytes one worker holds at once (bodies being read plus those queued or running, and what
-    compressed ones inflate to): a request that would pass it gets 503 + Retry-After. At least ``max_body_bytes``."""
+    compressed ones inflate to): a request that would pass it gets 503 + Retry-After. At least ``max_body_bytes``.
+    gRPC calls share it (a call past it is answered UNAVAILABLE)."""
     max_manifest_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     """Largest registration manifest and largest admin JSON body: beyond it 413."""
     max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
@@ -106,14 +107,17 @@ class Settings(BaseSettings):
     max_header_field_bytes: int = Field(default=8 * 1024, ge=256, le=1024 * 1024)
     """One header (name and value): beyond it 431. At most ``max_header_bytes``."""
     header_timeout_s: float = Field(default=10.0, gt=0.0, le=600.0, allow_inf_nan=False)
-    """From a request's first byte to the end of its headers: beyond it 408 and the connection closes."""
+    """From a request's first byte to the end of its headers: beyond it 408 and the connection closes. On the gRPC
+    port: from accept to the HTTP/2 preface, else GOAWAY and close."""
     body_idle_timeout_s: float = Field(default=30.0, gt=0.0, le=3600.0, allow_inf_nan=False)
-    """Longest pause in an incomplete request body while the server reads it: beyond it 408 and close."""
+    """Longest pause in an incomplete request body while the server reads it: beyond it 408 and close. On the gRPC
+    port: in a unary call's unfinished request, beyond it CANCELLED (the connection stays)."""
     keep_alive_timeout_s: float = Field(default=5.0, gt=0.0, le=600.0, allow_inf_nan=False)
     """An idle connection (no request in progress, or none sent yet) closes after this long."""
     max_connections: int = Field(default=4096, ge=1, le=1_000_000)
     """Open connections per worker (also capped by the descriptor limit): one more evicts the oldest idle or
-    header-dribbling connection, or gets 503 when every connection is busy."""
+    header-dribbling connection, or gets 503 when every connection is busy. The gRPC port has its own cap of
+    this size: one more evicts the oldest one without its preface or the longest idle one, else is closed."""
     shm_enabled: bool = True
     """Serve Triton's system shared-memory extension to clients on this host (loopback peers only; with
     ``admin_token`` set, registering needs an admin key). Needs ``workers`` = 1: regions are per process."""

@@ -21,6 +21,8 @@ from service.api.grpc._protocol import SERVICE, Context, pb
 from service.api.grpc.service import InferenceService
 from service.api.grpc.shared_memory import SHARED_MEMORY_RPCS, SharedMemoryService
 from service.api.grpc.transport import Abort, GrpcEdge, Method, StreamMethod, UnaryMethod
+from service.api.limits import BodyBudget
+from service.connection_guard import ConnectionLimits
 from service.errors import NotImplementedFeature
 from service.inference.repository import ModelRepository
 from service.runtime import Runtime
@@ -103,10 +105,14 @@ def method_handlers(service: InferenceService, shared_memory: SharedMemoryServic
 
 
 class GrpcServer:
-    """Built with the worker's runtime (no I/O); :meth:`start` binds ``MODELPORT_GRPC_PORT`` (0: no server)."""
+    """Built with the worker's runtime (no I/O); :meth:`start` binds ``MODELPORT_GRPC_PORT`` (0: no server).
 
-    def __init__(self, runtime: Runtime) -> None:
+    ``budget`` is the worker's inference body budget, shared with the HTTP edge
+    (``MODELPORT_MAX_INFLIGHT_BODY_BYTES`` bounds what both hold together)."""
+
+    def __init__(self, runtime: Runtime, budget: BodyBudget) -> None:
         self._runtime = runtime
+        self._budget = budget
         self._edge: GrpcEdge | None = None
         self.port = 0
         """The bound port once started (0 before, or when gRPC is off)."""
@@ -134,6 +140,10 @@ class GrpcServer:
         edge = GrpcEdge(
             {f"/{SERVICE}/{name}": method for name, method in handlers.items()},
             max_message_bytes=settings.max_body_bytes,
+            budget=self._budget,
+            max_connections=ConnectionLimits.from_settings(settings).max_connections,
+            handshake_timeout_s=settings.header_timeout_s,
+            body_idle_timeout_s=settings.body_idle_timeout_s,
         )
         try:
             self.port = await edge.bind(settings.host, settings.grpc_port, reuse_port=settings.workers > 1)

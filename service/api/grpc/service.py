@@ -219,14 +219,23 @@ class InferenceService:
                 slots.release()
 
         index = 0
-        async for raw in requests:
-            await slots.acquire()
-            task = self._detach(answer(raw, index))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-            index += 1
-        if pending:
-            await asyncio.gather(*pending)
+        try:
+            async for raw in requests:
+                await slots.acquire()
+                task = self._detach(answer(raw, index))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                index += 1
+            if pending:
+                await asyncio.gather(*pending)
+        except asyncio.CancelledError:
+            # The client went away (or shutdown's grace ran out). Its answers in flight still finish, as a unary
+            # call's do, and this handler waits for them, so the edge counts them as this call's running work: a
+            # client that opens a stream, sends 64 requests and resets it, again and again, is stopped at the
+            # edge's limit of running handlers instead of leaving unbounded inference behind (rapid reset).
+            if pending:
+                await asyncio.wait(set(pending))
+            raise
 
     # -- configuration, statistics, repository ---------------------------------------------------------------
     async def ModelConfig(self, request: Any, context: Context) -> Any:

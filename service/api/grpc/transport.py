@@ -22,6 +22,13 @@ What it implements, and the rules it keeps:
   connection or a passed deadline) the answer is dropped. A streaming handler is cancelled when its client
   goes away, as its request iterator would otherwise never end. A passed deadline is answered
   DEADLINE_EXCEEDED at once.
+* **Limits against hostile peers** (RFC 9113 section 10.5): handlers running per connection, reset streams
+  included (rapid reset); control frames without requests between them (floods end in GOAWAY
+  ENHANCE_YOUR_CALM); header blocks by their wire and decoded size; request bytes held by all connections
+  together (a :class:`~service.api.limits.BodyBudget`, inflated bytes included, inflation capped at
+  ``max_message_bytes``); reading stops while the socket's send buffer is full (a client that never reads
+  cannot make us buffer answers); a connection must send its preface within ``handshake_timeout_s``, and at
+  ``max_connections`` silent or idle ones make room. Malformed frames are connection or stream errors.
 * **Shutdown**: :meth:`GrpcEdge.stop` stops listening, sends GOAWAY so clients open no new streams, lets the
   calls in flight finish within the grace period, then cancels what is left and closes the connections.
 """
@@ -33,7 +40,6 @@ import base64
 import contextlib
 import re
 import struct
-import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +48,10 @@ from typing import Any, cast
 import grpc
 import structlog
 from hpack import Decoder, HPACKError
+
+from service.api.limits import BodyBudget, Reservation
+from service.codecs.v2 import decompress_body
+from service.errors import ModelportError, Overloaded, PayloadTooLarge
 
 __all__ = ("Abort", "Call", "GrpcEdge", "StreamMethod", "UnaryMethod")
 
@@ -59,7 +69,8 @@ _DATA, _HEADERS, _PRIORITY, _RST_STREAM, _SETTINGS, _PUSH_PROMISE, _PING, _GOAWA
 )
 _END_STREAM, _ACK, _END_HEADERS, _PADDED, _PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
 _NO_ERROR, _PROTOCOL_ERROR, _INTERNAL_ERROR, _FLOW_CONTROL_ERROR = 0x0, 0x1, 0x2, 0x3
-_FRAME_SIZE_ERROR, _REFUSED_STREAM, _CANCEL, _COMPRESSION_ERROR, _ENHANCE_YOUR_CALM = 0x6, 0x7, 0x8, 0x9, 0xB
+_STREAM_CLOSED, _FRAME_SIZE_ERROR, _REFUSED_STREAM, _CANCEL, _COMPRESSION_ERROR = 0x5, 0x6, 0x7, 0x8, 0x9
+_ENHANCE_YOUR_CALM = 0xB
 _FRAME = struct.Struct(">HBBBL")
 """A frame header: length (24 bits, as 16 + 8), type, flags, stream id (with the reserved bit)."""
 _MESSAGE = struct.Struct(">BL")
@@ -80,13 +91,33 @@ _MAX_HEADER_LIST = 1 << 16
 _HEADER_CACHE = 64
 """Decoded header blocks one connection remembers (see ``_Connection._decode_headers``)."""
 _MAX_PING_FLOOD = 10_000
-"""PINGs and SETTINGS a connection may send in a row without request headers or data between them before we go
-away (ENHANCE_YOUR_CALM)."""
+"""Frames that cost us work but carry no request (PING, SETTINGS, PRIORITY, RST_STREAM, empty DATA and
+CONTINUATION frames, unknown types, refused streams) a connection may send in a row, without a stream we accept or
+request data between them, before we go away (ENHANCE_YOUR_CALM)."""
+_MAX_HANDLERS = _MAX_STREAMS
+"""Handlers one connection may have running at once, those of streams its client reset included: a unary handler
+runs to completion after RST_STREAM, so counting open streams alone would let a client open and reset streams
+without bound, each leaving inference work behind (rapid reset, CVE-2023-44487). Streams past it are refused."""
+_MAX_QUEUED_OUT = 16 << 20
+"""Answer bytes one connection may have waiting for its client's flow-control windows before it is refused new
+streams: a client that never opens its windows would otherwise have every answer it asks for held in memory."""
+_CACHED_BLOCK = 4096
+"""The largest header block ``_decode_headers`` remembers: real requests' blocks are a few hundred bytes."""
+_HANDSHAKE_TIMEOUT_S = 10.0
+"""Seconds a new connection has to send the HTTP/2 preface, else it is closed (``MODELPORT_HEADER_TIMEOUT_S``)."""
+_BODY_IDLE_TIMEOUT_S = 30.0
+"""Longest pause in a unary call's unfinished request (``MODELPORT_BODY_IDLE_TIMEOUT_S``): a stream opened and
+left without its message would otherwise hold its slot, its call and its buffered bytes for good."""
+_MAX_CONNECTIONS = 4096
+"""Connections the edge keeps open at once (``MODELPORT_MAX_CONNECTIONS``); see :meth:`GrpcEdge.admit`."""
 
 # -- gRPC ---------------------------------------------------------------------------------------------------------
 _RESERVED = frozenset(("te", "content-type", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding"))
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 _ENCODINGS = ("identity", "gzip", "deflate")
+_INLINE_INFLATE = 16 << 10
+"""Compressed messages up to this size inflate on the loop; larger ones in a worker thread (a 16 KiB bomb
+inflates to at most about 16 MB, some 10 ms)."""
 _ACCEPT_ENCODING = ",".join(_ENCODINGS)
 
 
@@ -230,7 +261,7 @@ class Call:
         if self._metadata is None:
             pairs: list[tuple[str, str | bytes]] = []
             for name, value in self._headers:
-                if name[0] == ":" or name in _RESERVED:
+                if name.startswith(":") or name in _RESERVED:
                     continue
                 if name.endswith("-bin"):
                     try:
@@ -323,22 +354,51 @@ class Call:
 
 
 class _Requests:
-    """The request messages of a streaming call, as an async iterator of bytes."""
+    """The request messages of a streaming call, as an async iterator of bytes.
 
-    __slots__ = ("_closed", "_messages", "_waiter")
+    Each queued message holds its bytes in the edge's :class:`BodyBudget` until the handler takes it, so a client
+    that sends faster than its handler reads is stopped by the budget rather than filling memory. A large
+    compressed message is queued as the future of its inflation in a worker thread (order is kept); one that does
+    not inflate ends the call through ``fail``.
+    """
 
-    def __init__(self) -> None:
-        self._messages: deque[bytes] = deque()
+    __slots__ = ("_budget", "_closed", "_fail", "_messages", "_waiter")
+
+    def __init__(self, budget: BodyBudget, fail: Callable[[ModelportError], None]) -> None:
+        self._budget = budget
+        self._fail = fail
+        self._messages: deque[tuple[bytes | asyncio.Future[bytes], int, Reservation | None]] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
 
-    def put(self, message: bytes) -> None:
-        self._messages.append(message)
+    def put(self, message: bytes | asyncio.Future[bytes], held: int, reservation: Reservation | None = None) -> None:
+        """Queue ``message`` (or its inflation), which holds ``held`` bytes of the budget (and what
+        ``reservation`` takes as it inflates) until it is taken."""
+        self._messages.append((message, held, reservation))
         self._wake()
 
     def close(self) -> None:
         self._closed = True
         self._wake()
+
+    def waiting(self) -> bool:
+        """Whether messages wait to be taken."""
+        return bool(self._messages)
+
+    def discard(self) -> None:
+        """The handler ended: give back what the messages it never took held."""
+        self._closed = True
+        while self._messages:
+            message, held, reservation = self._messages.popleft()
+            self._give(held, reservation)
+            if isinstance(message, asyncio.Future):
+                message.add_done_callback(_retrieve)
+                message.cancel()
+
+    def _give(self, held: int, reservation: Reservation | None) -> None:
+        self._budget.give(held)
+        if reservation is not None:
+            reservation.release()  # an inflation still running in its thread is refused its next step
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -356,7 +416,23 @@ class _Requests:
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._messages.popleft()
+        message, held, reservation = self._messages.popleft()
+        if isinstance(message, bytes):
+            self._give(held, reservation)
+            return message
+        try:
+            return await message
+        except ModelportError as exc:
+            self.discard()
+            self._fail(exc)
+            raise StopAsyncIteration from None
+        finally:
+            self._give(held, reservation)
+
+
+def _retrieve(future: asyncio.Future[bytes]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class _Stream:
@@ -365,7 +441,9 @@ class _Stream:
     __slots__ = (
         "body",
         "call",
-        "decompress",
+        "encoding",
+        "held",
+        "last_seen",
         "method",
         "outbound",
         "refused",
@@ -374,11 +452,16 @@ class _Stream:
         "unacked",
     )
 
-    def __init__(self, send_window: int) -> None:
+    def __init__(self, send_window: int, now: float) -> None:
+        self.last_seen = now
+        """When the client last sent this stream data (or its headers): see ``_Connection.check_stalled``."""
         self.body = bytearray()
         self.call: Call | None = None
         self.method: Method | None = None
-        self.decompress: Callable[[bytes], bytes] | None = None
+        self.encoding: str | None = None
+        """``gzip`` or ``deflate`` when the client compresses its messages (``grpc-encoding``)."""
+        self.held = 0
+        """Bytes of ``body`` reserved in the edge's budget (given back when the stream ends or hands them on)."""
         self.outbound: deque[memoryview] = deque()
         """Message bytes the windows do not let out yet, then (``None`` marks) the trailers."""
         self.send_window = send_window
@@ -420,6 +503,11 @@ class _Connection(asyncio.Protocol):
         self._going_away = False
         self._closed = False
         self._pings = 0
+        self._running = 0
+        """Handlers of this connection's calls still running, those of streams already reset included."""
+        self._handshake: asyncio.TimerHandle | None = None
+        self.idle_since: float | None = None
+        """When the last stream ended (None while a stream is open or before the handshake): eviction order."""
 
     def peer(self) -> str:
         address = self._transport.get_extra_info("peername") if self._transport is not None else None
@@ -431,7 +519,11 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
-        self._edge.connections.add(self)
+        if not self._edge.admit(self):
+            self._closed = True
+            self._transport.close()
+            return
+        self._handshake = self.loop.call_later(self._edge.handshake_timeout_s, self._handshake_expired)
         settings = struct.pack(
             ">HLHLHLHL",
             0x3,
@@ -450,8 +542,12 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self._edge.connections.discard(self)
+        self._edge.connections.pop(self, None)
+        if self._handshake is not None:
+            self._handshake.cancel()
+            self._handshake = None
         for stream in self._streams.values():
+            self._give(stream)
             if stream.call is not None:
                 stream.call.cancelled()
         self._streams.clear()
@@ -461,10 +557,16 @@ class _Connection(asyncio.Protocol):
         self._drain_waiters.clear()
 
     def pause_writing(self) -> None:
+        """The socket's send buffer is full: stop reading too, so a client that does not read cannot make us
+        buffer the answers to its PINGs, SETTINGS, resets and requests without bound (RFC 9113 section 10.5)."""
         self._paused = True
+        if self._transport is not None and not self._closed:
+            self._transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._paused = False
+        if self._transport is not None and not self._closed:
+            self._transport.resume_reading()
         for stream_id in list(self._drain_waiters):
             self._wake_drained(stream_id)
 
@@ -482,6 +584,10 @@ class _Connection(asyncio.Protocol):
                     raise _ProtocolError(_PROTOCOL_ERROR, "not an HTTP/2 connection preface")
                 self._preface = True
                 offset = len(_PREFACE)
+                if self._handshake is not None:
+                    self._handshake.cancel()
+                    self._handshake = None
+                self.idle_since = self.loop.time()
             end = len(buffer)
             while end - offset >= 9:
                 high, low, kind, flags, stream_id = _FRAME.unpack_from(buffer, offset)
@@ -499,9 +605,62 @@ class _Connection(asyncio.Protocol):
         except _ProtocolError as exc:
             _log.debug("grpc_connection_error", error=str(exc))
             self._abandon(exc.code, str(exc))
-        except HPACKError as exc:
+        except (HPACKError, UnicodeDecodeError) as exc:  # hpack decodes values as UTF-8 and lets that error out
             _log.debug("grpc_connection_error", error=f"header decoding: {exc}")
             self._abandon(_COMPRESSION_ERROR, "header block could not be decoded")
+
+    def check_stalled(self, now: float, timeout_s: float) -> None:
+        """Answer CANCELLED to unary calls whose request has not moved for ``timeout_s`` (run by the edge's sweep).
+
+        Streaming calls are left alone: a bidirectional stream may rightly be quiet for long."""
+        for stream_id, stream in list(self._streams.items()):
+            call = stream.call
+            if stream.remote_closed or call is None or call.requests is not None or stream.refused:
+                continue
+            if now - stream.last_seen > timeout_s:
+                self._refuse(stream_id, stream, grpc.StatusCode.CANCELLED, f"no request data for {timeout_s:g} s")
+
+    def handshaking(self) -> bool:
+        return not self._preface
+
+    def has_streams(self) -> bool:
+        return bool(self._streams) or self._running > 0
+
+    def evict(self) -> None:
+        """Make room for a newer connection (see :meth:`GrpcEdge.admit`)."""
+        if not self._preface:
+            self._closed = True
+            if self._transport is not None:
+                self._transport.close()
+            self._edge.connections.pop(self, None)
+        else:
+            self.go_away()
+            self._edge.connections.pop(self, None)  # no longer counted: it closes as soon as its streams end
+
+    def _handshake_expired(self) -> None:
+        self._handshake = None
+        if not self._preface and not self._closed:
+            _log.debug("grpc_connection_error", error="no HTTP/2 preface in time")
+            self._abandon(_PROTOCOL_ERROR, "no HTTP/2 preface in time")
+
+    def spawn(self, work: Coroutine[Any, Any, None], call: Call, held: int = 0) -> None:
+        """Run a call's handler in the edge's task set, counted against this connection until it ends; then give
+        back the ``held`` bytes of the budget its request message holds."""
+        self._running += 1
+        task = self._edge.spawn(work, call)
+        requests = call.requests
+        budget = self._edge.budget
+        tasks = self._edge.tasks
+
+        def done(finished: asyncio.Task[None]) -> None:  # one callback per task: each is a loop iteration's handle
+            tasks.discard(finished)
+            self._running -= 1
+            if held:
+                budget.give(held)
+            if requests is not None:
+                requests.discard()
+
+        task.add_done_callback(done)
 
     # -- frames in --------------------------------------------------------------------------------------------------
     def _on_frame(self, kind: int, flags: int, stream_id: int, payload: memoryview) -> None:
@@ -515,6 +674,8 @@ class _Connection(asyncio.Protocol):
             if self._continuation is None or self._continuation[0] != stream_id:
                 raise _ProtocolError(_PROTOCOL_ERROR, "CONTINUATION without HEADERS")
             _, first_flags, block = self._continuation
+            if not payload and not flags & _END_HEADERS:
+                self._flood()
             block += payload
             if len(block) > _MAX_HEADER_LIST * 2:
                 raise _ProtocolError(_ENHANCE_YOUR_CALM, "header block too large")
@@ -526,24 +687,59 @@ class _Connection(asyncio.Protocol):
         elif kind == _SETTINGS:
             self._on_settings(flags, stream_id, payload)
         elif kind == _PING:
-            if len(payload) != 8 or stream_id:
-                raise _ProtocolError(_FRAME_SIZE_ERROR, "a PING must carry 8 bytes on stream 0")
+            if len(payload) != 8:
+                raise _ProtocolError(_FRAME_SIZE_ERROR, "a PING must carry 8 bytes")
+            if stream_id:
+                raise _ProtocolError(_PROTOCOL_ERROR, "a PING on a stream")
+            self._flood()
             if not flags & _ACK:
-                self._flood()
                 self._frame(_PING, _ACK, 0, bytes(payload))
         elif kind == _RST_STREAM:
-            stream = self._streams.pop(stream_id, None)
-            self._blocked.pop(stream_id, None)
-            self._wake_drained(stream_id)
-            if stream is not None and stream.call is not None:
-                stream.call.cancelled()
+            self._on_reset(stream_id, payload)
+        elif kind == _PRIORITY:
+            if not stream_id:
+                raise _ProtocolError(_PROTOCOL_ERROR, "PRIORITY on stream 0")
+            self._flood()
+            if len(payload) != 5:
+                if stream_id not in self._streams:  # a stream error needs a stream: idle or closed, the connection's
+                    raise _ProtocolError(_FRAME_SIZE_ERROR, "PRIORITY must carry 5 bytes")
+                self._reset_stream(stream_id, _FRAME_SIZE_ERROR)
         elif kind == _GOAWAY:
+            if stream_id:
+                raise _ProtocolError(_PROTOCOL_ERROR, "GOAWAY on a stream")
+            if len(payload) < 8:
+                raise _ProtocolError(_FRAME_SIZE_ERROR, "GOAWAY shorter than 8 bytes")
             self._going_away = True
             if not self._streams:
                 self._close()
         elif kind == _PUSH_PROMISE:
             raise _ProtocolError(_PROTOCOL_ERROR, "clients may not push")
-        # PRIORITY and unknown frame types are ignored (RFC 9113 section 5.5)
+        else:
+            self._flood()  # unknown frame types are ignored (RFC 9113 section 5.5), but not without end
+
+    def _on_reset(self, stream_id: int, payload: memoryview) -> None:
+        if len(payload) != 4:
+            raise _ProtocolError(_FRAME_SIZE_ERROR, "RST_STREAM must carry 4 bytes")
+        if not stream_id:
+            raise _ProtocolError(_PROTOCOL_ERROR, "RST_STREAM on stream 0")
+        if stream_id > self._last_stream:
+            raise _ProtocolError(_PROTOCOL_ERROR, "RST_STREAM on an idle stream")
+        self._flood()  # a stream's reset costs a decoded header block and maybe a handler's work: count them
+        stream = self._streams.pop(stream_id, None)
+        self._blocked.pop(stream_id, None)
+        self._wake_drained(stream_id)
+        if stream is not None:
+            self._give(stream)
+            if stream.call is not None:
+                stream.call.cancelled()
+            self._maybe_close()
+
+    def _reset_stream(self, stream_id: int, code: int) -> None:
+        """A stream error (RFC 9113 section 5.4.2): reset the stream and end its call; the connection goes on."""
+        stream = self._streams.get(stream_id)
+        if stream is not None and stream.call is not None:
+            stream.call.cancelled()
+        self.reset(stream_id, code)
 
     def _flood(self) -> None:
         self._pings += 1
@@ -554,6 +750,8 @@ class _Connection(asyncio.Protocol):
         if stream_id:
             raise _ProtocolError(_PROTOCOL_ERROR, "SETTINGS on a stream")
         if flags & _ACK:
+            if payload:
+                raise _ProtocolError(_FRAME_SIZE_ERROR, "a SETTINGS acknowledgement with a payload")
             return
         if len(payload) % 6:
             raise _ProtocolError(_FRAME_SIZE_ERROR, "SETTINGS length is not a multiple of 6")
@@ -562,6 +760,8 @@ class _Connection(asyncio.Protocol):
             key, value = struct.unpack_from(">HL", payload, index)
             if key == 0x1:  # HEADER_TABLE_SIZE: we never index, but must say so after a change
                 self._table_reset = True
+            elif key == 0x2 and value > 1:
+                raise _ProtocolError(_PROTOCOL_ERROR, "SETTINGS_ENABLE_PUSH is neither 0 nor 1")
             elif key == 0x4:
                 if value > _MAX_WINDOW:
                     raise _ProtocolError(_FLOW_CONTROL_ERROR, "SETTINGS_INITIAL_WINDOW_SIZE too large")
@@ -569,6 +769,8 @@ class _Connection(asyncio.Protocol):
                 self._peer_window = value
                 for stream in self._streams.values():
                     stream.send_window += delta
+                    if stream.send_window > _MAX_WINDOW:
+                        raise _ProtocolError(_FLOW_CONTROL_ERROR, "a stream window overflows")
                 if delta > 0:
                     self._pump_all()
             elif key == 0x5:
@@ -581,6 +783,13 @@ class _Connection(asyncio.Protocol):
         if len(payload) != 4:
             raise _ProtocolError(_FRAME_SIZE_ERROR, "WINDOW_UPDATE must carry 4 bytes")
         increment = struct.unpack_from(">L", payload)[0] & 0x7FFFFFFF
+        if stream_id > self._last_stream:
+            raise _ProtocolError(_PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream")
+        if not increment:
+            if not stream_id:
+                raise _ProtocolError(_PROTOCOL_ERROR, "a WINDOW_UPDATE of 0")
+            self._reset_stream(stream_id, _PROTOCOL_ERROR)
+            return
         if stream_id == 0:
             self._send_window += increment
             if self._send_window > _MAX_WINDOW:
@@ -590,6 +799,9 @@ class _Connection(asyncio.Protocol):
         stream = self._streams.get(stream_id)
         if stream is not None:
             stream.send_window += increment
+            if stream.send_window > _MAX_WINDOW:
+                self._reset_stream(stream_id, _FLOW_CONTROL_ERROR)
+                return
             self._pump(stream_id, stream)
 
     def _strip(self, flags: int, payload: memoryview, priority: bool) -> memoryview:
@@ -601,6 +813,8 @@ class _Connection(asyncio.Protocol):
                 raise _ProtocolError(_PROTOCOL_ERROR, "padding exceeds the frame")
             payload = payload[1 : len(payload) - pad]
         if priority and flags & _PRIORITY_FLAG:
+            if len(payload) < 5:
+                raise _ProtocolError(_FRAME_SIZE_ERROR, "HEADERS too short for its priority fields")
             payload = payload[5:]
         return payload
 
@@ -608,6 +822,8 @@ class _Connection(asyncio.Protocol):
         if not stream_id:
             raise _ProtocolError(_PROTOCOL_ERROR, "HEADERS on stream 0")
         block = self._strip(flags, payload, True)
+        if len(block) > _MAX_HEADER_LIST * 2:  # hpack decodes in Python: a 1 MiB block would hold the loop
+            raise _ProtocolError(_ENHANCE_YOUR_CALM, "header block too large")
         if flags & _END_HEADERS:
             self._on_header_block(stream_id, flags, bytes(block))
         else:
@@ -615,12 +831,12 @@ class _Connection(asyncio.Protocol):
 
     def _on_header_block(self, stream_id: int, flags: int, block: bytes) -> None:
         headers = self._decode_headers(block)
-        self._pings = 0
         end_stream = bool(flags & _END_STREAM)
         stream = self._streams.get(stream_id)
         if stream is not None:  # trailers from the client
             if stream.remote_closed:
-                raise _ProtocolError(_PROTOCOL_ERROR, "HEADERS on a stream the client had ended")
+                self._reset_stream(stream_id, _STREAM_CLOSED)
+                return
             if not end_stream:
                 raise _ProtocolError(_PROTOCOL_ERROR, "a second header block without END_STREAM")
             self._end_of_request(stream_id, stream)
@@ -628,17 +844,31 @@ class _Connection(asyncio.Protocol):
         if stream_id <= self._last_stream or not stream_id & 1:
             if stream_id > self._last_stream:
                 raise _ProtocolError(_PROTOCOL_ERROR, "an even stream id from a client")
+            self._flood()
             return  # a stream we already closed (its trailers, say): nothing to do
         self._last_stream = stream_id
-        if self._going_away or len(self._streams) >= _MAX_STREAMS:
+        if (
+            self._going_away
+            or len(self._streams) >= _MAX_STREAMS
+            or self._running >= _MAX_HANDLERS
+            or (self._blocked and self._queued_out() > _MAX_QUEUED_OUT)
+        ):
+            self._flood()  # a client that keeps opening streams past the limits is told to calm down
             self.reset(stream_id, _REFUSED_STREAM)
             return
-        stream = _Stream(self._peer_window)
+        self._pings = 0
+        self.idle_since = None
+        stream = _Stream(self._peer_window, self.loop.time())
         stream.remote_closed = end_stream
         self._streams[stream_id] = stream
         self._open(stream_id, stream, headers)
         if end_stream and stream_id in self._streams:
             self._end_of_request(stream_id, stream)
+
+    def _queued_out(self) -> int:
+        """Answer bytes waiting for the client's windows (only blocked streams hold any for long)."""
+        streams = self._streams
+        return sum(sum(map(len, streams[i].outbound)) for i in self._blocked if i in streams)
 
     def _decode_headers(self, block: bytes) -> Headers:
         """Decode a header block, every one (even a refused stream's: the dynamic table must follow them all).
@@ -655,18 +885,19 @@ class _Connection(asyncio.Protocol):
         entries = table.dynamic_entries
         size, first, limit = len(entries), entries[0] if entries else None, table.maxsize
         headers = tuple(cast("list[tuple[str, str]]", self._decoder.decode(block)))
-        if len(entries) == size and (entries[0] if entries else None) is first and table.maxsize == limit:
+        unchanged = len(entries) == size and (entries[0] if entries else None) is first and table.maxsize == limit
+        if unchanged and len(block) <= _CACHED_BLOCK:
             if len(self._header_cache) >= _HEADER_CACHE:
                 self._header_cache.clear()
             self._header_cache[block] = headers
-        elif self._header_cache:
+        elif not unchanged and self._header_cache:
             self._header_cache.clear()
         return headers
 
     def _open(self, stream_id: int, stream: _Stream, headers: Headers) -> None:
         path = method = content_type = encoding = timeout = ""
         for name, value in headers:
-            if name[0] == ":":
+            if name[:1] == ":":
                 if name == ":path":
                     path = value
                 elif name == ":method":
@@ -702,32 +933,53 @@ class _Connection(asyncio.Protocol):
                 message = f"grpc-encoding '{encoding}' is not supported"
                 call.finish(grpc.StatusCode.UNIMPLEMENTED, message, (("grpc-accept-encoding", _ACCEPT_ENCODING),))
                 return
-            stream.decompress = _gunzip if encoding == "gzip" else zlib.decompress
+            stream.encoding = encoding
         stream.method = handler
         call.start_timer()
         if isinstance(handler, StreamMethod):
-            requests = _Requests()
+            requests = _Requests(self._edge.budget, lambda exc: self._inflate_failed(stream_id, call, stream, exc))
             call.requests = requests
-            self._edge.spawn(self._edge.run_stream(handler, requests, call), call)
+            self.spawn(self._edge.run_stream(handler, requests, call), call)
 
     def _on_data(self, flags: int, stream_id: int, payload: memoryview) -> None:
+        if not stream_id:
+            raise _ProtocolError(_PROTOCOL_ERROR, "DATA on stream 0")
         size = len(payload)
-        self._pings = 0  # a long stream's data comes with the client's BDP pings: they are not a flood
         self._unacked += size
+        if self._unacked > _CONNECTION_WINDOW:
+            raise _ProtocolError(_FLOW_CONTROL_ERROR, "DATA beyond the connection window")
         if self._unacked >= _CONNECTION_WINDOW // 2:
             self._frame(_WINDOW_UPDATE, 0, 0, struct.pack(">L", self._unacked))
             self._unacked = 0
+        end_stream = flags & _END_STREAM
         stream = self._streams.get(stream_id)
-        if stream is None or stream.remote_closed:
+        if stream is None:
             if stream_id > self._last_stream:
                 raise _ProtocolError(_PROTOCOL_ERROR, "DATA on an idle stream")
-            return  # a stream we reset or answered already
+            self._flood()  # a stream we reset or answered already: allowed, but not without end
+            return
+        if stream.remote_closed:
+            self._reset_stream(stream_id, _STREAM_CLOSED)
+            return
+        if not end_stream:
+            if stream.unacked + size > _STREAM_WINDOW:
+                self._reset_stream(stream_id, _FLOW_CONTROL_ERROR)
+                return
+            if size:
+                self._pings = 0  # a long stream's data comes with the client's BDP pings: they are not a flood
+            else:
+                self._flood()
         data = self._strip(flags, payload, False)
-        if not stream.refused:
-            body = stream.body
-            body += data
-            self._take_messages(stream_id, stream)
-        end_stream = flags & _END_STREAM
+        stream.last_seen = self.loop.time()
+        if not stream.refused and data:
+            try:
+                self._edge.budget.take(len(data))
+            except Overloaded as exc:
+                self._refuse(stream_id, stream, grpc.StatusCode.UNAVAILABLE, str(exc))
+            else:
+                stream.held += len(data)
+                stream.body += data
+                self._take_messages(stream_id, stream)
         if stream_id not in self._streams:
             return
         if not end_stream:
@@ -738,67 +990,103 @@ class _Connection(asyncio.Protocol):
         else:
             self._end_of_request(stream_id, stream)
 
+    def _refuse(self, stream_id: int, stream: _Stream, code: grpc.StatusCode, details: str) -> None:
+        """Answer ``code`` before the request arrived whole: the rest of its data is dropped."""
+        call = stream.call
+        assert call is not None
+        stream.refused = True
+        self._give(stream)
+        stream.body = bytearray()
+        call.finish(code, details)
+        self._finished(stream_id, stream)
+        if call.requests is not None:
+            call.cancelled()
+
+    def _inflate_failed(self, stream_id: int, call: Call, stream: _Stream, exc: ModelportError) -> None:
+        """A streaming call's message inflated in a thread did not: the call ends with the status that says why."""
+        if stream_id in self._streams:
+            self._refuse(stream_id, stream, _inflate_status(exc), _inflate_problem(exc, stream))
+        else:
+            call.finish(_inflate_status(exc), _inflate_problem(exc, stream))
+            call.cancelled()
+
+    def _give(self, stream: _Stream) -> None:
+        """Give back the budget ``stream``'s body holds (it ended, or its bytes are dropped)."""
+        if stream.held:
+            self._edge.budget.give(stream.held)
+            stream.held = 0
+
     def _take_messages(self, stream_id: int, stream: _Stream) -> None:
         """Check the size of the message that is arriving; hand whole messages of a stream to its handler."""
         body = stream.body
         call = stream.call
         assert call is not None
+        limit = self._edge.max_message_bytes
         while len(body) >= 5:
             compressed, length = _MESSAGE.unpack_from(body)
-            limit = self._edge.max_message_bytes
             if length > limit:
-                stream.refused = True
-                body.clear()
-                call.finish(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED, f"Received message larger than max ({length} vs. {limit})"
+                self._refuse(
+                    stream_id,
+                    stream,
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"Received message larger than max ({length} vs. {limit})",
                 )
-                self._finished(stream_id, stream)
                 return
             requests = call.requests
             if requests is None:  # a unary call's message is taken whole at the end of the stream
                 if len(body) > 5 + length:
-                    stream.refused = True
-                    body.clear()
-                    call.finish(grpc.StatusCode.INTERNAL, "a unary call must carry exactly one message")
-                    self._finished(stream_id, stream)
+                    self._refuse(
+                        stream_id, stream, grpc.StatusCode.INTERNAL, "a unary call must carry exactly one message"
+                    )
                 return
             if len(body) < 5 + length:
                 return
             message = bytes(body[5 : 5 + length])
             del body[: 5 + length]
-            decoded = self._decode(stream_id, stream, compressed, message)
-            if decoded is None:
-                return
-            requests.put(decoded)
+            held = min(stream.held, 5 + length)
+            stream.held -= held
+            if compressed and stream.encoding is not None and (len(message) > _INLINE_INFLATE or requests.waiting()):
+                # large, or behind messages the handler has not taken: in a thread, its outcome kept in order
+                reservation = self._edge.budget.reservation()
+                inflating = self.loop.run_in_executor(None, self._inflate, stream, message, reservation.take)
+                requests.put(inflating, held, reservation)
+                continue
+            if compressed:
+                reservation = self._edge.budget.reservation()
+                try:
+                    message = self._inflate(stream, message, reservation.take)
+                except ModelportError as exc:
+                    reservation.release()
+                    self._edge.budget.give(held)
+                    self._refuse(stream_id, stream, _inflate_status(exc), _inflate_problem(exc, stream))
+                    return
+                held += reservation.size
+                reservation.size = 0  # the queue entry holds it now
+            requests.put(message, held)
 
-    def _decode(self, stream_id: int, stream: _Stream, compressed: int, message: bytes) -> bytes | None:
-        if not compressed:
-            return message
-        call = stream.call
-        assert call is not None
-        if stream.decompress is None:
-            problem = "a compressed message without grpc-encoding"
-        else:
+    def _inflate(self, stream: _Stream, message: bytes, reserve: Callable[[int], None]) -> bytes:
+        """``message`` inflated (``stream.encoding``), at most ``max_message_bytes``, each step reserved."""
+        if stream.encoding is None:
+            raise _NotCompressed("a compressed message without grpc-encoding")
+        inflated = decompress_body(message, stream.encoding, max_bytes=self._edge.max_message_bytes, reserve=reserve)
+        return inflated if isinstance(inflated, bytes) else bytes(inflated)
+
+    async def _inflated_unary(self, method: UnaryMethod, call: Call, stream: _Stream, message: bytes) -> None:
+        """A compressed unary call's task: inflate its message (in a thread when large), then run the handler;
+        the inflated bytes hold the budget until it ends."""
+        reservation = self._edge.budget.reservation()
+        try:
             try:
-                decoded = stream.decompress(message)
-            except zlib.error as exc:
-                problem = f"a compressed message that does not decompress: {exc}"
-            else:
-                if len(decoded) <= self._edge.max_message_bytes:
-                    return decoded
-                problem = f"Received message larger than max ({len(decoded)} vs. {self._edge.max_message_bytes})"
-                stream.refused = True
-                stream.body.clear()
-                call.finish(grpc.StatusCode.RESOURCE_EXHAUSTED, problem)
-                self._finished(stream_id, stream)
-                return None
-        stream.refused = True
-        stream.body.clear()
-        call.finish(grpc.StatusCode.INTERNAL, problem)
-        self._finished(stream_id, stream)
-        if call.requests is not None:
-            call.cancelled()
-        return None
+                if len(message) <= _INLINE_INFLATE:
+                    message = self._inflate(stream, message, reservation.take)
+                else:
+                    message = await asyncio.to_thread(self._inflate, stream, message, reservation.take)
+            except ModelportError as exc:
+                call.finish(_inflate_status(exc), _inflate_problem(exc, stream))
+                return
+            await self._edge.run_unary(method, message, call)
+        finally:
+            reservation.release()
 
     def _end_of_request(self, stream_id: int, stream: _Stream) -> None:
         stream.remote_closed = True
@@ -809,28 +1097,30 @@ class _Connection(asyncio.Protocol):
             return
         if call.requests is not None:
             if stream.body:
-                call.finish(grpc.StatusCode.INTERNAL, "the stream ended inside a message")
-                call.cancelled()
+                self._refuse(stream_id, stream, grpc.StatusCode.INTERNAL, "the stream ended inside a message")
             else:
                 call.requests.close()
             return
         body = stream.body
-        stream.body = bytearray()
         if len(body) < 5:
-            call.finish(grpc.StatusCode.INTERNAL, "the request carried no message" if not body else "truncated message")
-            self._finished(stream_id, stream)
+            problem = "the request carried no message" if not body else "truncated message"
+            self._refuse(stream_id, stream, grpc.StatusCode.INTERNAL, problem)
             return
         compressed, length = _MESSAGE.unpack_from(body)
         if len(body) != 5 + length:
-            call.finish(grpc.StatusCode.INTERNAL, "a unary call must carry exactly one whole message")
-            self._finished(stream_id, stream)
+            self._refuse(
+                stream_id, stream, grpc.StatusCode.INTERNAL, "a unary call must carry exactly one whole message"
+            )
             return
-        message = self._decode(stream_id, stream, compressed, bytes(memoryview(body)[5:]))
-        if message is None:
-            return
+        stream.body = bytearray()
+        held, stream.held = stream.held, 0
         method = stream.method
         assert isinstance(method, UnaryMethod)
-        self._edge.spawn(self._edge.run_unary(method, message, call), call)
+        message = bytes(memoryview(body)[5:])
+        if compressed:
+            self.spawn(self._inflated_unary(method, call, stream, message), call, held)
+        else:
+            self.spawn(self._edge.run_unary(method, message, call), call, held)
 
     # -- frames out -------------------------------------------------------------------------------------------------
     def _frame(self, kind: int, flags: int, stream_id: int, payload: bytes | memoryview) -> None:
@@ -984,6 +1274,7 @@ class _Connection(asyncio.Protocol):
         self._blocked.pop(stream_id, None)
         self._wake_drained(stream_id)
         if stream is not None:
+            self._give(stream)
             self._maybe_close()
 
     def _finished(self, stream_id: int, stream: _Stream) -> None:
@@ -993,12 +1284,16 @@ class _Connection(asyncio.Protocol):
         if not stream.remote_closed:
             self._frame(_RST_STREAM, 0, stream_id, struct.pack(">L", _NO_ERROR))
         if self._streams.pop(stream_id, None) is not None:
+            self._give(stream)
             self._blocked.pop(stream_id, None)
             self._wake_drained(stream_id)
             self._maybe_close()
 
     def _maybe_close(self) -> None:
-        if self._going_away and not self._streams:
+        if self._streams:
+            return
+        self.idle_since = self.loop.time()
+        if self._going_away:
             self._close()
 
     def go_away(self) -> None:
@@ -1022,6 +1317,7 @@ class _Connection(asyncio.Protocol):
             return
         self._frame(_GOAWAY, 0, 0, struct.pack(">LL", self._last_stream, code) + message.encode()[:256])
         for stream in self._streams.values():
+            self._give(stream)
             if stream.call is not None:
                 stream.call.cancelled()
         self._streams.clear()
@@ -1030,6 +1326,7 @@ class _Connection(asyncio.Protocol):
     def abort(self) -> None:
         """Shutdown after the grace period: cancel what is left and close."""
         for stream in list(self._streams.values()):
+            self._give(stream)
             if stream.call is not None:
                 stream.call.cancelled()
                 if stream.call.task is not None:
@@ -1038,22 +1335,55 @@ class _Connection(asyncio.Protocol):
         self._close()
 
 
-def _gunzip(data: bytes) -> bytes:
-    return zlib.decompress(data, zlib.MAX_WBITS | 16)
+class _NotCompressed(ModelportError):
+    """A message flagged compressed on a stream without ``grpc-encoding``."""
+
+
+def _inflate_status(exc: ModelportError) -> grpc.StatusCode:
+    if isinstance(exc, Overloaded):
+        return grpc.StatusCode.UNAVAILABLE
+    return grpc.StatusCode.RESOURCE_EXHAUSTED if isinstance(exc, PayloadTooLarge) else grpc.StatusCode.INTERNAL
+
+
+def _inflate_problem(exc: ModelportError, stream: _Stream) -> str:
+    if isinstance(exc, _NotCompressed):
+        return "a compressed message without grpc-encoding"
+    if isinstance(exc, Overloaded | PayloadTooLarge):
+        return str(exc)
+    return f"a {stream.encoding} message that does not decompress: {exc}"
 
 
 # -- the server ----------------------------------------------------------------------------------------------------
 class GrpcEdge:
     """Serves ``methods`` (``"/package.Service/Method"`` -> method) on one listening socket of this loop."""
 
-    def __init__(self, methods: Mapping[str, Method], *, max_message_bytes: int) -> None:
+    def __init__(
+        self,
+        methods: Mapping[str, Method],
+        *,
+        max_message_bytes: int,
+        budget: BodyBudget | None = None,
+        max_connections: int = _MAX_CONNECTIONS,
+        handshake_timeout_s: float = _HANDSHAKE_TIMEOUT_S,
+        body_idle_timeout_s: float = _BODY_IDLE_TIMEOUT_S,
+    ) -> None:
+        """``budget`` bounds the request bytes all connections hold at once (default: four largest messages);
+        ``max_connections``, ``handshake_timeout_s`` and ``body_idle_timeout_s`` as :meth:`admit`,
+        ``_HANDSHAKE_TIMEOUT_S`` and ``_BODY_IDLE_TIMEOUT_S`` say."""
         self.methods = dict(methods)
         self.max_message_bytes = max_message_bytes
+        self.budget = budget if budget is not None else BodyBudget(4 * max_message_bytes)
+        self.max_connections = max_connections
+        self.handshake_timeout_s = handshake_timeout_s
+        self.body_idle_timeout_s = body_idle_timeout_s
+        self._sweep_handle: asyncio.TimerHandle | None = None
         self.loop = asyncio.get_running_loop()
-        self.connections: set[_Connection] = set()
+        self.connections: dict[_Connection, None] = {}
+        """The open connections, oldest first."""
         self.draining = False
         self._server: asyncio.AbstractServer | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        """Every handler running; each removes itself when it ends (see ``_Connection.spawn``)."""
 
     async def bind(self, host: str, port: int, *, reuse_port: bool) -> int:
         """Listen on ``host:port`` (``reuse_port``: share it with other processes); the bound port."""
@@ -1063,12 +1393,43 @@ class GrpcEdge:
         sockets: Iterable[Any] = self._server.sockets
         return int(next(iter(sockets)).getsockname()[1])
 
-    def spawn(self, work: Coroutine[Any, Any, None], call: Call) -> None:
-        """Run a call's handler in its own task, held until it ends."""
+    def admit(self, connection: _Connection) -> bool:
+        """Take a new connection, or say no. At ``max_connections`` the one doing least makes room: the oldest
+        still without its preface, else the one idle (no stream open) longest, which is sent GOAWAY; with neither,
+        the newcomer is refused (closed at once), so idle or silent sockets never lock clients out."""
+        connections = self.connections
+        if len(connections) >= self.max_connections:
+            waiting = [c for c in connections if c.handshaking()]
+            idle = [c for c in connections if not c.handshaking() and not c.has_streams()]
+            if waiting:
+                waiting[0].evict()  # sets keep insertion order: the first is the oldest
+            elif idle:
+                min(idle, key=lambda c: c.idle_since or 0.0).evict()
+            else:
+                return False
+        connections[connection] = None
+        if self._sweep_handle is None:
+            self._sweep_handle = self.loop.call_later(self._sweep_interval_s(), self._sweep)
+        return True
+
+    def _sweep_interval_s(self) -> float:
+        return min(1.0, max(0.05, self.body_idle_timeout_s / 4))
+
+    def _sweep(self) -> None:
+        """One timer per edge, re-armed while connections are open: stalled requests end (see check_stalled)."""
+        self._sweep_handle = None
+        now = self.loop.time()
+        for connection in list(self.connections):
+            connection.check_stalled(now, self.body_idle_timeout_s)
+        if self.connections and self._server is not None:
+            self._sweep_handle = self.loop.call_later(self._sweep_interval_s(), self._sweep)
+
+    def spawn(self, work: Coroutine[Any, Any, None], call: Call) -> asyncio.Task[None]:
+        """Run a call's handler in its own task, held in :attr:`tasks` (the caller discards it when it ends)."""
         task = self.loop.create_task(work)
         call.task = task
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.tasks.add(task)
+        return task
 
     async def run_unary(self, method: UnaryMethod, message: bytes, call: Call) -> None:
         try:
@@ -1099,12 +1460,15 @@ class GrpcEdge:
     async def stop(self, grace_s: float) -> None:
         """Refuse new connections and streams, give the calls in flight ``grace_s``, then cancel the rest."""
         self.draining = True
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+            self._sweep_handle = None
         if self._server is not None:
             self._server.close()
         for connection in list(self.connections):
             connection.go_away()
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
+        if self.tasks:
+            _, pending = await asyncio.wait(set(self.tasks), timeout=grace_s)
             for task in pending:
                 task.cancel()
             if pending:
