@@ -75,11 +75,15 @@ class ServerProcess:
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def register_onnx(self, model: str, artifact: Path, **manifest: Any) -> dict[str, Any]:
+    def register_onnx(
+        self, model: str, artifact: Path, *, allow_duplicate: bool = False, **manifest: Any
+    ) -> dict[str, Any]:
+        """``allow_duplicate``: register bytes this model already has as a new version (else 409)."""
         body = {"backend": "onnx", **manifest}  # manifest may override the backend
         with self.admin() as client, artifact.open("rb") as fh:
             reply = client.post(
                 f"/admin/models/{model}/versions",
+                params={"allow_duplicate": "true"} if allow_duplicate else None,
                 files={"artifact": (artifact.name, fh, "application/octet-stream")},
                 data={"manifest": json.dumps(body)},
             )

@@ -58,10 +58,10 @@ def replicas(shared: dict[str, str], tmp_path: Path) -> Iterator[tuple[ServerPro
 
 
 def _setup_model(replica: ServerProcess, tmp_path: Path, seeds: tuple[int, ...] = (1, 2)) -> None:
-    for seed in seeds:
+    for index, seed in enumerate(seeds):
         artifact = tmp_path / f"v{seed}.onnx"
         make_mlp_onnx(artifact, in_dim=8, hidden=4, out=3, seed=seed)
-        replica.register_onnx("m", artifact)
+        replica.register_onnx("m", artifact, allow_duplicate=seed in seeds[:index])  # a twin on purpose
     with replica.admin() as admin:
         assert admin.put("/admin/models/m/aliases/production", json={"version": "1"}).status_code == 200
 

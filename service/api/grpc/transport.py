@@ -1336,7 +1336,10 @@ class _Connection(asyncio.Protocol):
 
 
 class _NotCompressed(ModelportError):
-    """A message flagged compressed on a stream without ``grpc-encoding``."""
+    """A message flagged compressed on a stream without ``grpc-encoding`` (the client's mistake; gRPC's spec has
+    it answered INTERNAL, which :func:`_inflate_status` does)."""
+
+    status = 400
 
 
 def _inflate_status(exc: ModelportError) -> grpc.StatusCode:
