@@ -158,7 +158,13 @@ async def _main(args: argparse.Namespace) -> None:
         reply.raise_for_status()
         reply = await client.put("/admin/models/bench/aliases/production", headers=headers, json={"version": "1"})
         reply.raise_for_status()
-    workloads = {"v2-json": work.mlp_v2_json, "v2-binary": work.mlp_v2_binary, "v1-predict": work.mlp_v1}
+    workloads = {
+        "v2-json": work.mlp_v2_json,
+        "v2-binary": work.mlp_v2_binary,
+        "v1-predict": work.mlp_v1,
+        "ceiling": work.mlp_v2_json,
+    }
+    from benchmarks.servers.ceiling import app as ceiling_app
     probe = work.mlp_v2_json.body_file.read_bytes()
     for _ in range(200):  # the routing watcher picks the alias up within a second
         if await _one(app, _scope(work.mlp_v2_json, len(probe)), probe) == 200:
@@ -169,13 +175,14 @@ async def _main(args: argparse.Namespace) -> None:
     print(header + (f" {'instr/req':>12}" if args.callgrind else ""), flush=True)
     for route in args.routes:
         workload = workloads[route]
+        target = ceiling_app if route == "ceiling" else app  # the bare-ASGI ceiling on the V2 JSON body
         for concurrency in args.concurrency:
-            await _drive(app, workload, concurrency, max(50, args.requests // 10))  # warm-up
+            await _drive(target, workload, concurrency, max(50, args.requests // 10))  # warm-up
             if profiler is not None:
                 profiler.enable()
             await _flush(app)
             instructions = _callgrind("zero") if args.callgrind else None
-            cpu, wall = await _drive(app, workload, concurrency, args.requests, lambda: _flush(app))
+            cpu, wall = await _drive(target, workload, concurrency, args.requests, lambda: _flush(app))
             if args.callgrind:
                 instructions = _callgrind("dump")
             if profiler is not None:
@@ -218,7 +225,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=5000, help="measured requests per route and concurrency")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 64])
-    parser.add_argument("--routes", nargs="+", default=["v2-json", "v2-binary", "v1-predict"])
+    parser.add_argument(
+        "--routes", nargs="+", default=["v2-json", "v2-binary", "v1-predict"], help="also: ceiling (bare ASGI app)"
+    )
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra MODELPORT_* setting")
     parser.add_argument("--profile", metavar="FILE", help="cProfile the measured loops into FILE, print the top")
     parser.add_argument("--workdir", default=None)

@@ -18,6 +18,8 @@ is uvicorn's httptools protocol plus:
   allows). One more evicts the connection that is doing the least: first the oldest one still sending
   headers (a slowloris), else the longest-idle keep-alive one; with none to evict, the newcomer gets 503.
   A normal request therefore always gets a socket, however many idle ones an attacker opens.
+* **One write per response.** Writes go through :class:`~service.write_coalescing.CoalescingTransport`, which
+  sends a reply's head and body together.
 
 Timeouts are checked by one sweep per worker (a timer over the open connections), so the per-request cost is
 two attribute writes and a clock read.
@@ -38,6 +40,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from service.settings import Settings
+from service.write_coalescing import CoalescingTransport
 
 __all__ = ("ConnectionLimits", "GuardedHttpToolsProtocol", "raise_fd_limit")
 
@@ -157,7 +160,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     # -- connection -----------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        # every write of this connection goes through the coalescer, so replies keep their order
+        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
         # uvicorn arms its keep-alive timer only after a response; a socket that never sends closes too
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
         self._sweeper.arm()
