@@ -16,15 +16,18 @@ Row = dict[str, Any]
 peak_rss_mb; a failed one carries ``error`` instead of the numbers."""
 
 TARGETS = {
-    "modelport_vs_ceiling_c64": 0.70,
+    "modelport_vs_ceiling_c64": 0.80,
+    "binary_vs_ceiling_c64": 0.95,
     "modelport_vs_naive_c64": 2.5,
-    "p99_over_p50_c64": 3.0,
-    "batching_overhead_c1_ms": 0.2,
+    "p99_over_p50_c64": 2.5,
+    "batching_overhead_c1_ms": 0.1,
     "binary_over_json_large": 5.0,
     "shm_over_json_large": 3.0,
     "modelport_vs_mlserver_batching_c64": 5.0,
 }
-"""The issue's targets (one run, server on one core, MLP V2 JSON at c=64 unless said otherwise)."""
+"""The issues' targets (one run, server on one core, MLP V2 JSON at c=64 unless said otherwise; issue 15 raised
+the ceiling ratio from 0.70 to 0.80, added V2 binary against the same JSON ceiling, and tightened the tail and the
+c=1 overhead)."""
 
 
 def config_name(row: Mapping[str, Any]) -> str:
@@ -105,10 +108,16 @@ def summarise(rows: Sequence[Row], concurrencies: Sequence[int] = (1, 16, 64)) -
             mp = _find(rows, server, "v2-json", c)
             ceiling = _find(rows, "ceiling", "v2-json", c)
             naive = _find(rows, "naive", "v2-json", c)
+            binary = _find(rows, server, "v2-binary", c)
             per_c[str(c)] = {
                 "vs_ceiling": _ratio(_get(mp, "rps"), _get(ceiling, "rps")),
                 "vs_naive": _ratio(_get(mp, "rps"), _get(naive, "rps")),
                 "p99_over_p50": _ratio(_get(mp, "p99_ms"), _get(mp, "p50_ms")),
+                "binary_vs_ceiling": _ratio(_get(binary, "rps"), _get(ceiling, "rps")),
+                # server CPU per response, ceiling / modelport: what the req/s ratio would be with a core each
+                # to themselves (steadier on a shared machine, where other work takes some of the server's core)
+                "cpu_vs_ceiling": _ratio(_get(ceiling, "cpu_us_per_req"), _get(mp, "cpu_us_per_req")),
+                "binary_cpu_vs_ceiling": _ratio(_get(ceiling, "cpu_us_per_req"), _get(binary, "cpu_us_per_req")),
             }
         c1_mp, c1_naive = _find(rows, server, "v2-json", 1), _find(rows, "naive", "v2-json", 1)
         overhead = round(c1_mp["p50_ms"] - c1_naive["p50_ms"], 3) if c1_mp and c1_naive else None
@@ -138,6 +147,7 @@ def summarise(rows: Sequence[Row], concurrencies: Sequence[int] = (1, 16, 64)) -
         shm_ratios = [v["shm_over_json"] for v in large_main.values() if v["shm_over_json"] is not None]
         checks = {
             "modelport_vs_ceiling_c64": (c64.get("vs_ceiling"), ">="),
+            "binary_vs_ceiling_c64": (c64.get("binary_vs_ceiling"), ">="),
             "modelport_vs_naive_c64": (c64.get("vs_naive"), ">="),
             "p99_over_p50_c64": (c64.get("p99_over_p50"), "<="),
             "batching_overhead_c1_ms": (main["batching_overhead_c1_ms"], "<="),
@@ -185,15 +195,16 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     out: list[str] = []
     for server, data in summary.get("ratios", {}).items():
         out += [
-            f"**{server}, V2 JSON (MLP)**",
+            f"**{server}, V2 JSON (MLP), and V2 binary against the same JSON ceiling**",
             "",
-            "| c | vs ceiling | vs naive | p99/p50 |",
-            "|---:|---:|---:|---:|",
+            "| c | vs ceiling | vs naive | p99/p50 | binary vs ceiling | CPU/resp.: JSON vs ceiling | binary |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for c, r in data["per_concurrency"].items():
             out.append(
                 f"| {c} | {_fmt(r['vs_ceiling'], '.2f')} | {_fmt(r['vs_naive'], '.2f')} "
-                f"| {_fmt(r['p99_over_p50'], '.2f')} |"
+                f"| {_fmt(r['p99_over_p50'], '.2f')} | {_fmt(r.get('binary_vs_ceiling'), '.2f')} "
+                f"| {_fmt(r.get('cpu_vs_ceiling'), '.2f')} | {_fmt(r.get('binary_cpu_vs_ceiling'), '.2f')} |"
             )
         out += [
             "",

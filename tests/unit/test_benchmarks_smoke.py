@@ -126,9 +126,18 @@ async def test_ceiling_decodes_the_body_and_refuses_garbage() -> None:
 
 
 def _row(
-    server: str, c: int, rps: float, p50: float, p99: float, *, route: str = "v2-json", model: str = "mlp"
+    server: str,
+    c: int,
+    rps: float,
+    p50: float,
+    p99: float,
+    *,
+    route: str = "v2-json",
+    model: str = "mlp",
+    cpu_us: float | None = None,
 ) -> dict[str, Any]:
     return {
+        "cpu_us_per_req": cpu_us,
         "server": server,
         "route": route,
         "model": model,
@@ -145,11 +154,12 @@ def _row(
 def test_summary_ratios_targets_and_tables() -> None:
     rows = [
         _row("ceiling", 1, 8000, 0.10, 0.25),
-        _row("ceiling", 64, 14000, 4.0, 8.0),
+        _row("ceiling", 64, 14000, 4.0, 8.0, cpu_us=60.0),
         _row("naive", 1, 3000, 0.30, 0.50),
         _row("naive", 64, 3000, 20.0, 300.0),
-        _row("modelport", 1, 2800, 0.45, 0.70),
-        _row("modelport", 64, 10500, 6.0, 12.0),
+        _row("modelport", 1, 2800, 0.38, 0.70),
+        _row("modelport", 64, 11900, 6.0, 12.0, cpu_us=75.0),
+        _row("modelport", 64, 13500, 5.0, 10.0, route="v2-binary", cpu_us=62.5),
         _row("mlserver-batching", 64, 1500, 40.0, 90.0),
         _row("modelport", 1, 20, 50.0, 60.0, model="3x224x224"),
         _row("modelport", 1, 150, 6.0, 8.0, route="v2-binary", model="3x224x224"),
@@ -158,18 +168,25 @@ def test_summary_ratios_targets_and_tables() -> None:
     ]
     summary = summarise(rows, (1, 64))
     mp = summary["ratios"]["modelport"]
-    assert mp["per_concurrency"]["64"] == {"vs_ceiling": 0.75, "vs_naive": 3.5, "p99_over_p50": 2.0}
-    assert mp["batching_overhead_c1_ms"] == pytest.approx(0.15)
+    assert mp["per_concurrency"]["64"] == {
+        "vs_ceiling": 0.85,
+        "vs_naive": 3.967,
+        "p99_over_p50": 2.0,
+        "binary_vs_ceiling": 0.964,
+        "cpu_vs_ceiling": 0.8,
+        "binary_cpu_vs_ceiling": 0.96,
+    }
+    assert mp["batching_overhead_c1_ms"] == pytest.approx(0.08)
     assert summary["large_input"]["modelport"]["1"]["binary_over_json"] == 7.5
     assert summary["large_input"]["modelport"]["1"]["shm_over_json"] == 8.0
     targets = summary["targets"]
     assert all(t["met"] for t in targets.values())
-    assert targets["modelport_vs_mlserver_batching_c64"]["value"] == 7.0
+    assert targets["modelport_vs_mlserver_batching_c64"]["value"] == 7.933
     table = format_table(rows)
-    assert "| modelport v2-json | 64 | 10,500 | 6.00 | 12.00 | 0 | 100 | 3 |" in table
+    assert "| modelport v2-json | 64 | 11,900 | 6.00 | 12.00 | 0 | 100 | 3 | 75 |" in table
     assert "modelport v2-binary 3x224x224" in table and "failed: boom" in table
     text = format_summary(summary)
-    assert "| 64 | 0.75 | 3.50 | 2.00 |" in text and "+0.150 ms" in text
+    assert "| 64 | 0.85 | 3.97 | 2.00 | 0.96 | 0.80 | 0.96 |" in text and "+0.080 ms" in text
     assert "| 1 | 20.0 | 150.0 | 7.5 | 160.0 | 8.0 |" in text
 
 

@@ -10,7 +10,6 @@ from service import collector
 
 def test_tune_freezes_what_is_alive_raises_gen0_and_release_undoes_both() -> None:
     before = gc.get_threshold()
-    assert gc.get_freeze_count() == 0
     tuning = collector.tune(freeze=True, gen0_threshold=12_345)
     try:
         assert gc.get_freeze_count() > 1000  # at least pytest's own objects
