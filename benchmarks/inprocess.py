@@ -165,6 +165,7 @@ async def _main(args: argparse.Namespace) -> None:
         "ceiling": work.mlp_v2_json,
     }
     from benchmarks.servers.ceiling import app as ceiling_app
+
     probe = work.mlp_v2_json.body_file.read_bytes()
     for _ in range(200):  # the routing watcher picks the alias up within a second
         if await _one(app, _scope(work.mlp_v2_json, len(probe)), probe) == 200:
