@@ -5,16 +5,19 @@ from the published ``grpc_service.proto`` for each release, so the server speaks
 there is no generated code to keep in step here. Only the message classes are used: the method table is
 built in :mod:`service.api.grpc.server`, so that a request that does not parse is the caller's error.
 
-The two files are loaded by path, not imported as ``tritonclient.grpc.*``: that package's ``__init__`` imports
-grpcio (its client), whose C core is 8-14 MB of RSS the server never uses (the edge is our own HTTP/2). The
-generated code needs only ``google.protobuf``; ``service_pb2``'s one import of ``model_config_pb2`` goes through
-``tritonclient.grpc``, so that line is dropped and the module we loaded is given under the same name. Both
-register the same ``.proto`` files in protobuf's default pool as tritonclient's own modules do: a process that
-also imports those (a test's client) gets the same descriptors and the same message classes.
+The two files are not imported as ``tritonclient.grpc.*``: that package's ``__init__`` imports grpcio (its
+client), whose C core is 8-14 MB of RSS the server never uses (the edge is our own HTTP/2). A generated ``_pb2``
+module is one serialized ``FileDescriptorProto`` (the bytes literal it passes to ``AddSerializedFile``) plus two
+calls into protobuf's ``builder``; this module reads that literal out of each file's syntax tree (none of their
+code runs) and makes the same calls, so the message classes are the ones tritonclient's modules would build. Both
+files register in protobuf's default pool under their own ``.proto`` names: a process that also imports
+tritonclient's modules (a test's client) gets the same descriptors and the same classes. Where that does not
+fit (another layout of the generated code, protobuf's pure-Python backend), the ordinary import is used.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import sys
 import types
@@ -23,52 +26,62 @@ from typing import Any, TypeAlias
 
 __all__ = ("SERVICE", "Context", "config_pb", "pb")
 
-_CONFIG_IMPORT = "from tritonclient.grpc import model_config_pb2 as model__config__pb2\n"
-"""The line of ``service_pb2.py`` that would import ``tritonclient.grpc`` (and with it grpcio)."""
-
 
 def _generated_dir() -> Path:
     spec = importlib.util.find_spec("tritonclient")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(
-            "the gRPC server needs the protobuf classes shipped by tritonclient: pip install tritonclient"
+            "the gRPC server needs the protobuf classes that tritonclient ships: pip install tritonclient"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "grpc"
 
 
-def _imports_tritonclient(source: str) -> bool:
-    return any(line.lstrip().startswith(("from tritonclient", "import tritonclient")) for line in source.splitlines())
+def _serialized_descriptor(path: Path) -> bytes | None:
+    """The bytes literal a generated module hands to ``AddSerializedFile``, or None when there is not one."""
+    found = [
+        node.args[0].value
+        for node in ast.walk(ast.parse(path.read_bytes(), str(path)))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "AddSerializedFile"
+        and len(node.args) == 1
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, bytes)
+    ]
+    return found[0] if len(found) == 1 else None
 
 
-def _load(name: str, path: Path, source: str, namespace: dict[str, Any]) -> types.ModuleType:
+def _build(name: str, serialized: bytes) -> types.ModuleType:
+    """What a generated ``_pb2`` module's body does, from its serialized file descriptor."""
+    from google.protobuf import descriptor_pool
+    from google.protobuf.internal import builder
+
+    descriptor = descriptor_pool.Default().AddSerializedFile(serialized)
     module = types.ModuleType(name)
-    module.__file__ = str(path)
-    module.__dict__.update(namespace)
-    exec(compile(source, str(path), "exec"), module.__dict__)
-    sys.modules[name] = module
+    module.DESCRIPTOR = descriptor  # type: ignore[attr-defined]
+    builder.BuildMessageAndEnumDescriptors(descriptor, module.__dict__)
+    builder.BuildTopDescriptorsAndMessages(descriptor, descriptor.name.removesuffix(".proto") + "_pb2", module.__dict__)
     return module
 
 
 def _load_generated() -> tuple[types.ModuleType, types.ModuleType]:
-    """``(service_pb2, model_config_pb2)`` without importing ``tritonclient.grpc``; when the generated code is
-    not laid out as expected (another tritonclient release), the ordinary import (which loads grpcio)."""
+    """``(service_pb2, model_config_pb2)`` without importing ``tritonclient.grpc``."""
     loaded = sys.modules.get("tritonclient.grpc.service_pb2"), sys.modules.get("tritonclient.grpc.model_config_pb2")
     if loaded[0] is not None and loaded[1] is not None:  # already imported (a client in this process)
         return loaded[0], loaded[1]
+    from google.protobuf import descriptor
+
     folder = _generated_dir()
     try:
-        config_path, service_path = folder / "model_config_pb2.py", folder / "service_pb2.py"
-        config_source, service_source = config_path.read_text(), service_path.read_text()
-    except OSError as exc:
-        raise ImportError(f"tritonclient's generated protobuf modules are missing ({exc})") from exc
-    service_source = service_source.replace(_CONFIG_IMPORT, "", 1) if _CONFIG_IMPORT in service_source else ""
-    if not service_source or _imports_tritonclient(config_source) or _imports_tritonclient(service_source):
-        from tritonclient.grpc import model_config_pb2, service_pb2
+        config, service = (_serialized_descriptor(folder / name) for name in ("model_config_pb2.py", "service_pb2.py"))
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImportError(f"tritonclient's generated protobuf modules cannot be read ({exc})") from exc
+    if config is None or service is None or not descriptor._USE_C_DESCRIPTORS:
+        from tritonclient.grpc import model_config_pb2, service_pb2  # imports grpcio too
 
         return service_pb2, model_config_pb2
-    config = _load(f"{__name__}.model_config_pb2", config_path, config_source, {})
-    service = _load(f"{__name__}.service_pb2", service_path, service_source, {"model__config__pb2": config})
-    return service, config
+    config_module = _build(f"{__name__}.model_config_pb2", config)  # first: grpc_service.proto imports it
+    return _build(f"{__name__}.service_pb2", service), config_module
 
 
 pb, config_pb = _load_generated()
