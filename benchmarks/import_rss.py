@@ -9,7 +9,8 @@ dependencies (``structlog`` is not charged for ``rich``). Nested loads are track
 process's, so another thread allocating meanwhile is charged to whatever is loading (small, at start-up).
 
 At exit (``atexit``: the server stopped with SIGTERM) OUT.json gets ``{"modules": {name: own_kb}, "order":
-[names in load order], "parents": {name: the module whose loading imported it}}``. No dependency beyond the
+[names in load order], "parents": {name: the module whose loading imported it}, "files": {"service": its
+__file__, "modelport_onnx": ...}}``. No dependency beyond the
 standard library: it runs in whichever venv serves.
 """
 
@@ -63,7 +64,9 @@ def install(out_path: str) -> None:
 
     def dump() -> None:
         with open(out_path, "w") as fh:
-            json.dump({"modules": own, "order": order, "parents": parents, "rss_kb_at_exit": _rss_kb()}, fh)
+            files = {name: getattr(sys.modules.get(name), "__file__", None) for name in ("service", "modelport_onnx")}
+            result = {"modules": own, "order": order, "parents": parents, "files": files, "rss_kb_at_exit": _rss_kb()}
+            json.dump(result, fh)
 
     atexit.register(dump)
 

@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.memory_profile                               # the server in .venv (all plugins)
     .venv/bin/python -m benchmarks.memory_profile --python .venv-onnx/bin/python  # an ONNX-only install
     .venv/bin/python -m benchmarks.memory_profile --env MODELPORT_X=1 --json out.json
+    .venv/bin/python -m benchmarks.memory_profile --root /tmp/before   # git archive COMMIT | tar -x -C /tmp/before
 
 One MLP 784->256->10 (the benchmark's model) is registered on a first server, which is stopped; a fresh server
 on the same data dir (``python -m service serve`` under :mod:`benchmarks.import_rss`, pinned to CPU 0 like the
@@ -20,7 +21,8 @@ benchmark's servers) is then measured:
 
 Each row: VmRSS and VmHWM (peak) of the server, and RssAnon / RssFile (heap vs mapped files: shared library
 text counts in RssFile). Before the measured server starts, the page cache of the venv's shared libraries is
-dropped (``--warm-libs``: not), since how a library's pages are cached changes its RssFile by up to 10 MB. Then
+dropped (``--warm-libs``: not), since how a library's pages are cached changes its RssFile by up to 10 MB, and
+the served checkout is byte-compiled (``--no-compile``: not), as an installed package is. Then
 the server's own RSS per top-level package, as :mod:`benchmarks.import_rss` attributes it (each package's own
 loads, without the packages it imported), and which of a few watched packages were imported at all.
 The harness needs ``numpy`` and ``onnx`` (to write the model) and, for the gRPC phase, ``tritonclient[grpc]``;
@@ -82,10 +84,22 @@ def _status(pid: int) -> dict[str, int]:
 class Server:
     """``python -m benchmarks.import_rss OUT service serve`` in its own session; stopped with SIGTERM."""
 
-    def __init__(self, python: str, data_dir: Path, log: Path, imports_out: Path | None, extra: dict[str, str]) -> None:
+    def __init__(
+        self,
+        python: str,
+        data_dir: Path,
+        log: Path,
+        imports_out: Path | None,
+        extra: dict[str, str],
+        root: Path | None = None,
+    ) -> None:
         self.port, self.grpc_port = _free_port(), _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELPORT_", "BENCH_"))}
-        env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        # another checkout's service/, registry_db/ and plugins ahead of the installed (editable) ones; the import
+        # tracker still comes from this one
+        paths = [str(root), *(str(src) for src in sorted(root.glob("plugins/*/src")))] if root else []
+        paths += [str(ROOT), *(str(src) for src in sorted(ROOT.glob("plugins/*/src")))]
+        env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
         env.update(
             MODELPORT_DATA_DIR=str(data_dir),
@@ -95,7 +109,9 @@ class Server:
             MODELPORT_GRPC_PORT=str(self.grpc_port),
         )
         env.update(extra)
-        main = ["-m", "benchmarks.import_rss", str(imports_out), "service"] if imports_out else ["-m", "service"]
+        # the tracker by path, so that ``-m``'s cwd entry on sys.path is the served checkout's, not this one's
+        tracker = str(Path(__file__).with_name("import_rss.py"))
+        main = [tracker, str(imports_out), "service"] if imports_out else ["-m", "service"]
         argv = [python, *main, "serve", "--port", str(self.port)]
         taskset = shutil.which("taskset")
         if taskset and 0 in os.sched_getaffinity(0):
@@ -105,7 +121,7 @@ class Server:
         """The version calls name (set once registered)."""
         with log.open("wb") as out:
             self.process = subprocess.Popen(
-                argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                argv, env=env, cwd=root or ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
 
     @property
@@ -266,6 +282,13 @@ def _evict_libraries(python: str) -> int:
     return count
 
 
+def _compile(python: str, root: Path) -> None:
+    """Byte-compile the served checkout, as ``pip install`` does for an installed package: an editable checkout
+    run with ``PYTHONDONTWRITEBYTECODE=1`` otherwise compiles every module at each start (about 0.6 MB more RSS)."""
+    targets = [str(root / "service"), str(root / "registry_db"), *(str(p) for p in sorted(root.glob("plugins/*/src")))]
+    subprocess.run([python, "-m", "compileall", "-q", *targets], check=True, stdout=subprocess.DEVNULL)
+
+
 def _settle(seconds: float) -> None:
     time.sleep(seconds)
 
@@ -296,16 +319,21 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     }
     data_dir = workdir / "data"
     data_dir.mkdir()
-    registrar = Server(args.python, data_dir, workdir / "registrar.log", workdir / "registrar-imports.json", extra)
+    root = args.root.resolve() if args.root else None
+    registrar = Server(
+        args.python, data_dir, workdir / "registrar.log", workdir / "registrar-imports.json", extra, root
+    )
     try:
         registrar.wait_ready()
         version = _register(registrar, artifact)
     finally:
         registrar.stop()
     imports_path = None if args.no_imports else workdir / "imports.json"
+    if not args.no_compile:
+        _compile(args.python, args.root.resolve() if args.root else ROOT)
     if not args.warm_libs:
         _evict_libraries(args.python)
-    server = Server(args.python, data_dir, workdir / "server.log", imports_path, extra)
+    server = Server(args.python, data_dir, workdir / "server.log", imports_path, extra, root)
     server.version = version
     rows: list[dict[str, Any]] = []
     mappings: dict[str, int] = {}
@@ -361,6 +389,7 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
             {"mapping": name, "rss_mb": round(kb / 1024, 1)}
             for name, kb in sorted(mappings.items(), key=lambda item: -item[1])[: args.top]
         ],
+        "served_files": imports.get("files", {}),
         "imported_modules": len(imports["modules"]),
         "import_rss_mb": round(sum(imports["modules"].values()) / 1024, 1),
         "watched": {name: name in loaded for name in WATCHED},
@@ -398,6 +427,8 @@ def _print_imports(result: dict[str, Any]) -> None:
     )
     for row in result["packages"]:
         print(f"  {row['package']:<28} {row['own_mb']:6.1f} MB  {row['modules']:4d} modules")
+    if result.get("served_files"):
+        print("served code: " + ", ".join(f"{name} {path}" for name, path in result["served_files"].items()))
     present = ", ".join(f"{name} {'yes' if seen else 'no'}" for name, seen in result["watched"].items())
     print(f"imported by the server: {present}")
 
@@ -405,6 +436,12 @@ def _print_imports(result: dict[str, Any]) -> None:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--python", default=sys.executable, help="the server's interpreter (its venv's python)")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="serve another checkout's code (git archive COMMIT | tar -x -C DIR), for a before/after in one session",
+    )
     parser.add_argument("--requests", type=int, default=200, help="calls per phase (200)")
     parser.add_argument("--concurrency", type=int, default=8, help="connections in the concurrent phase (8; 1: skip)")
     parser.add_argument("--settle", type=float, default=1.0, help="seconds to wait before each sample (1)")
@@ -412,6 +449,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--warm-libs", action="store_true", help="do not evict the venv's shared libraries from the page cache first"
     )
+    parser.add_argument("--no-compile", action="store_true", help="do not byte-compile the served checkout first")
     parser.add_argument("--no-imports", action="store_true", help="run the server without the import tracker")
     parser.add_argument("--no-grpc", action="store_true", help="skip the gRPC phase")
     parser.add_argument("--top", type=int, default=20, help="packages listed in the import breakdown (20)")
@@ -423,6 +461,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    args.python = os.path.abspath(args.python)  # not resolved: a venv's python is a link to the base interpreter
     result = profile(args)
     if args.quiet:
         print(_HEADER)
