@@ -19,7 +19,8 @@ benchmark's servers) is then measured:
 - ``reloaded, unloaded``: one more call (a load) and unload, for the steady state of a load/evict cycle;
 - ``reloaded``: one more call, then the RSS by mapping (``/proc/PID/smaps``) with the engine loaded.
 
-Each row: VmRSS and VmHWM (peak) of the server, and RssAnon / RssFile (heap vs mapped files: shared library
+Each row: VmRSS and VmHWM (peak) of the server, the server's CPU per call in the phase (every thread, from
+``schedstat``; noisy on a shared machine), and RssAnon / RssFile (heap vs mapped files: shared library
 text counts in RssFile). Before the measured server starts, the page cache of the venv's shared libraries is
 dropped (``--warm-libs``: not), since how a library's pages are cached changes its RssFile by up to 10 MB, and
 the served checkout is byte-compiled (``--no-compile``: not), as an installed package is. Then
@@ -190,6 +191,15 @@ def _multipart(boundary: str) -> str:
     return f"multipart/form-data; boundary={boundary}"
 
 
+def _cpu_ns(pid: int) -> int:
+    """CPU time of every thread of ``pid`` so far, ns (``/proc/PID/task/*/schedstat``; exited threads are lost)."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(stat.read_text().split()[0])
+    return total
+
+
 def _mappings(pid: int) -> dict[str, int]:
     """RSS (KiB) per mapping name from ``/proc/PID/smaps``: a file's path, ``[heap]``, ``[stack]``, or
     ``[anon]`` for anonymous mappings (malloc's other arenas, thread stacks, mmap'd buffers)."""
@@ -338,10 +348,16 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     mappings: dict[str, int] = {}
 
-    def sample(label: str) -> None:
+    cpu_mark = [0]
+
+    def sample(label: str, calls: int = 0) -> None:
+        cpu = _cpu_ns(server.pid)  # the calls' CPU, before the settle and the /metrics scrape
         _settle(args.settle)
         row: dict[str, Any] = {"phase": label, **_status(server.pid), "loaded": _loaded_engines(server)}
+        if calls:
+            row["cpu_us_per_call"] = round((cpu - cpu_mark[0]) / calls / 1000, 1)
         rows.append(row)
+        cpu_mark[0] = _cpu_ns(server.pid)
         if not args.quiet:
             print(_format_row(row), flush=True)
 
@@ -354,14 +370,14 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
         _serve_calls(server, 1, json_body, json_headers)
         sample("first request")
         _serve_calls(server, n, json_body, json_headers)
-        sample(f"+{n} json")
+        sample(f"+{n} json", n)
         _serve_calls(server, n, binary_body, binary_headers)
-        sample(f"+{n} binary")
+        sample(f"+{n} binary", n)
         if c > 1:
             _concurrent(server, n, c, binary_body, binary_headers)
-            sample(f"+{n} x {c} concurrent")
+            sample(f"+{n} x {c} concurrent", n * c)
         if not args.no_grpc and _grpc_calls(server, n, x):
-            sample(f"+{n} grpc")
+            sample(f"+{n} grpc", n)
         server.admin("POST", f"/v2/repository/models/{MODEL}/unload", b"{}")
         sample("unloaded")
         _serve_calls(server, 1, json_body, json_headers)
@@ -401,7 +417,10 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-_HEADER = f"{'phase':<24} {'VmRSS':>7} {'VmHWM':>7} {'RssAnon':>8} {'RssFile':>8} {'threads':>7} {'engines':>7}  (MB)"
+_HEADER = (
+    f"{'phase':<24} {'VmRSS':>7} {'VmHWM':>7} {'RssAnon':>8} {'RssFile':>8} {'threads':>7} {'engines':>7} "
+    f"{'CPU us/call':>11}  (MB)"
+)
 
 
 def _format_row(row: dict[str, Any]) -> str:
@@ -410,7 +429,8 @@ def _format_row(row: dict[str, Any]) -> str:
 
     return (
         f"{row['phase']:<24} {mb('VmRSS'):>7} {mb('VmHWM'):>7} {mb('RssAnon'):>8} {mb('RssFile'):>8} "
-        f"{row.get('Threads', 0):>7} {row['loaded'] if row['loaded'] is not None else '-':>7}"
+        f"{row.get('Threads', 0):>7} {row['loaded'] if row['loaded'] is not None else '-':>7} "
+        f"{row.get('cpu_us_per_call', ''):>11}"
     )
 
 
