@@ -21,6 +21,7 @@ from service.experiments.wiring import Experiments
 from service.inference.cpu_budget import engine_threads, process_cpu_budget
 from service.inference.dataplane import EXTENSIONS, DataPlane
 from service.inference.engine_pool import EnginePool
+from service.inference.heap import release_memory
 from service.inference.routing_state import RoutingState
 from service.inference.shared_memory import SharedMemoryRegistry
 from service.management.operations import RoutingOperations
@@ -130,9 +131,16 @@ class Runtime:
         await self.routing.refresh(force=True)
         self.routing.start()
         self.experiments.start()
+        # import-time code and start-up garbage leave RSS before traffic arrives (service/inference/heap.py)
+        released_kb = await asyncio.to_thread(release_memory, cold_pages=self.settings.release_cold_pages)
         self.dataplane.ready = True
         self.metrics.ready.set(1)
-        _log.info("ready", engines=len(self.pool.loaded_keys), generation=self.routing.snapshot.generation)
+        _log.info(
+            "ready",
+            engines=len(self.pool.loaded_keys),
+            generation=self.routing.snapshot.generation,
+            released_mb=round(released_kb / 1024, 1),
+        )
 
     def begin_drain(self) -> None:
         """Readiness goes false first so load balancers stop sending; in-flight work continues."""

@@ -20,7 +20,7 @@ from registry_db.errors import IntegrityError
 from registry_db.records import VersionRecord
 from service.errors import ArtifactRejected, EngineUnavailable
 from service.inference.batching import DynamicBatcher, QueuePressure
-from service.inference.heap import trim_heap
+from service.inference.heap import release_memory
 from service.inference.loader import LoadedArtifact, load_engine
 from service.inference.processing import compile_postprocessor, compile_preprocessor
 from service.inference.validation import InputValidator
@@ -56,12 +56,13 @@ class ServedVersion:
         return (self.record.model_name, self.record.version)
 
 
-def _close_and_trim(served: ServedVersion) -> None:
-    """Close an engine, then hand the memory it freed back to the OS (see :mod:`service.inference.heap`)."""
+def _close_and_trim(served: ServedVersion, cold_pages: bool) -> None:
+    """Close an engine, then hand the memory it freed back to the OS, and the library pages only its batches ran
+    (see :mod:`service.inference.heap`)."""
     try:
         served.engine.close()
     finally:
-        trim_heap()
+        release_memory(cold_pages=cold_pages)
 
 
 class EnginePool:
@@ -245,7 +246,7 @@ class EnginePool:
             try:
                 await served.batcher.stop(self._settings.drain_timeout_s)
             finally:
-                await asyncio.to_thread(_close_and_trim, served)
+                await asyncio.to_thread(_close_and_trim, served, self._settings.release_cold_pages)
 
         task = asyncio.get_running_loop().create_task(stop())
         self._closing.add(task)

@@ -126,10 +126,11 @@ def run_server(
     grpc: bool = False,
     prefix: tuple[str, ...] = (),
     ready_timeout: float = 90.0,
+    main: tuple[str, ...] = ("-m", "service"),
 ) -> Iterator[ServerProcess]:
     """A ``modelport serve`` process on a free port with its own data dir; SIGTERM on exit. gRPC is off unless
     ``grpc`` (then on another free port, ``ServerProcess.grpc_url``). ``prefix`` runs it under another command
-    (``prlimit --nofile=...``)."""
+    (``prlimit --nofile=...``); ``main`` replaces ``-m service`` (``-c CODE``: ``serve ...`` in its ``sys.argv``)."""
     port = port or free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")},
@@ -145,7 +146,7 @@ def run_server(
     log_path = data_dir / f"server-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "service", "serve", "--port", str(port), *args],
+            [*prefix, sys.executable, *main, "serve", "--port", str(port), *args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

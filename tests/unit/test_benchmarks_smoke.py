@@ -232,3 +232,38 @@ def test_interference_probe_reports_shares_of_a_core() -> None:
         sum(i * i for i in range(200_000))
     assert probe.server is not None and probe.foreign is not None
     assert probe.server >= 0.0 and probe.foreign >= 0.0
+
+
+def test_import_tracker_attributes_rss_per_module(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "imports.json"
+    tracker = Path(__file__).resolve().parents[2] / "benchmarks" / "import_rss.py"
+    run = subprocess.run(
+        [sys.executable, str(tracker), str(out), "timeit", "-n", "1", "pass"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    report = json.loads(out.read_text())
+    assert "getopt" in report["modules"] and report["order"]  # timeit runs as __main__; what it imports is tracked
+    assert all(isinstance(kb, int) for kb in report["modules"].values())
+    assert set(report["parents"]) == set(report["modules"])
+
+
+def test_memory_profile_helpers_read_this_process() -> None:
+    import os
+
+    from benchmarks.memory_profile import _cpu_ns, _format_row, _mappings, _package_table, _status
+
+    assert _status(os.getpid())["VmRSS"] > 0 and _cpu_ns(os.getpid()) > 0
+    mappings = _mappings(os.getpid())
+    assert "[heap]" in mappings or "[anon]" in mappings
+    table = _package_table({"modules": {"a.x": 1024, "a.y": 1024, "b": 512}}, top=5)
+    assert table == [("a", 2048, 2), ("b", 512, 1)]
+    row = {"phase": "start", "VmRSS": 2048, "VmHWM": 4096, "RssAnon": 1024, "RssFile": 1024, "loaded": 0}
+    assert _format_row(row).split()[:3] == ["start", "2.0", "4.0"]

@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import grpc
 import structlog
 from google.protobuf.message import DecodeError
 
 from service.api.grpc._protocol import SERVICE, Context, pb
+from service.api.grpc.codes import StatusCode
 from service.api.grpc.service import InferenceService
 from service.api.grpc.shared_memory import SHARED_MEMORY_RPCS, SharedMemoryService
 from service.api.grpc.transport import Abort, GrpcEdge, Method, StreamMethod, UnaryMethod
@@ -65,7 +65,7 @@ def _unary(
         try:
             request = parse(raw)
         except DecodeError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed {type_name}: {exc}")
+            await context.abort(StatusCode.INVALID_ARGUMENT, f"malformed {type_name}: {exc}")
         try:
             return await method(request, context)
         except Abort:

@@ -7,33 +7,32 @@ the ``retry-after`` trailing metadata, as HTTP's ``Retry-After`` header.
 
 from __future__ import annotations
 
-import grpc
-
+from service.api.grpc.codes import StatusCode
 from service.exception_handlers import public_error, retry_after_s
 
 __all__ = ("GrpcError", "grpc_error")
 
 _CODES = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
-    401: grpc.StatusCode.UNAUTHENTICATED,
-    403: grpc.StatusCode.PERMISSION_DENIED,
-    404: grpc.StatusCode.NOT_FOUND,
-    409: grpc.StatusCode.FAILED_PRECONDITION,
-    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    415: grpc.StatusCode.INVALID_ARGUMENT,
-    422: grpc.StatusCode.FAILED_PRECONDITION,
-    501: grpc.StatusCode.UNIMPLEMENTED,
-    503: grpc.StatusCode.UNAVAILABLE,
+    400: StatusCode.INVALID_ARGUMENT,
+    401: StatusCode.UNAUTHENTICATED,
+    403: StatusCode.PERMISSION_DENIED,
+    404: StatusCode.NOT_FOUND,
+    409: StatusCode.FAILED_PRECONDITION,
+    413: StatusCode.RESOURCE_EXHAUSTED,
+    415: StatusCode.INVALID_ARGUMENT,
+    422: StatusCode.FAILED_PRECONDITION,
+    501: StatusCode.UNIMPLEMENTED,
+    503: StatusCode.UNAVAILABLE,
 }
 """HTTP status -> gRPC code; any other status (500 and our own faults) is INTERNAL."""
 
-GrpcError = tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]
+GrpcError = tuple[StatusCode, str, tuple[tuple[str, str], ...]]
 
 
 def grpc_error(exc: BaseException, request_id: str) -> GrpcError:
     """Code, message and trailing metadata for an exception raised while answering an RPC."""
     status, message = public_error(exc, request_id)
-    code = _CODES.get(status, grpc.StatusCode.INTERNAL)
+    code = _CODES.get(status, StatusCode.INTERNAL)
     trailing: tuple[tuple[str, str], ...] = (("x-request-id", request_id),)
     if status == 503:
         trailing += (("retry-after", str(retry_after_s(exc))),)

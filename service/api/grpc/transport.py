@@ -45,10 +45,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from dataclasses import dataclass
 from typing import Any, cast
 
-import grpc
 import structlog
 from hpack import Decoder, HPACKError
 
+from service.api.grpc.codes import StatusCode
 from service.api.limits import BodyBudget, Reservation
 from service.codecs.v2 import decompress_body
 from service.errors import ModelportError, Overloaded, PayloadTooLarge
@@ -166,8 +166,8 @@ def _encode_metadata(metadata: Metadata | None) -> bytes:
     return b"".join(parts)
 
 
-def _status_block(code: grpc.StatusCode, details: str, trailing: Metadata | None) -> bytes:
-    if code is grpc.StatusCode.OK and not details:
+def _status_block(code: StatusCode, details: str, trailing: Metadata | None) -> bytes:
+    if code.value[0] == 0 and not details:
         return _STATUS_OK + _encode_metadata(trailing)
     block = _literal(b"grpc-status", str(code.value[0]).encode())
     if details:
@@ -185,7 +185,7 @@ def _parse_timeout(value: str) -> float | None:
 class Abort(Exception):  # noqa: N818 - named like grpc.aio's AbortError, which it replaces
     """Raised by :meth:`Call.abort`: the call ends with this status (caught by the edge, never seen by clients)."""
 
-    def __init__(self, code: grpc.StatusCode, details: str, trailing: Metadata | None) -> None:
+    def __init__(self, code: StatusCode, details: str, trailing: Metadata | None) -> None:
         super().__init__(code, details)
         self.code = code
         self.details = details
@@ -295,7 +295,7 @@ class Call:
             self.headers_sent = True
             self._connection.send_headers(self.stream_id, _RESPONSE_HEADERS + _encode_metadata(metadata), False)
 
-    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Metadata = ()) -> None:
+    async def abort(self, code: StatusCode, details: str = "", trailing_metadata: Metadata = ()) -> None:
         """End the call with ``code``; always raises :class:`Abort`."""
         raise Abort(code, details, trailing_metadata)
 
@@ -307,7 +307,7 @@ class Call:
         await self._connection.drained(self.stream_id)
 
     # -- the edge's side ------------------------------------------------------------------------------------------
-    def finish(self, code: grpc.StatusCode, details: str = "", trailing: Metadata | None = None) -> None:
+    def finish(self, code: StatusCode, details: str = "", trailing: Metadata | None = None) -> None:
         """Send the status (trailers) and end the call; nothing is sent once it is done."""
         if self._done:
             return
@@ -349,7 +349,7 @@ class Call:
         """The deadline passed: DEADLINE_EXCEEDED, and the call counts as cancelled."""
         self._timer = None
         if not self._done:
-            self.finish(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+            self.finish(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
             self.cancelled()
 
 
@@ -618,7 +618,7 @@ class _Connection(asyncio.Protocol):
             if stream.remote_closed or call is None or call.requests is not None or stream.refused:
                 continue
             if now - stream.last_seen > timeout_s:
-                self._refuse(stream_id, stream, grpc.StatusCode.CANCELLED, f"no request data for {timeout_s:g} s")
+                self._refuse(stream_id, stream, StatusCode.CANCELLED, f"no request data for {timeout_s:g} s")
 
     def handshaking(self) -> bool:
         return not self._preface
@@ -925,13 +925,13 @@ class _Connection(asyncio.Protocol):
             return
         if handler is None:
             stream.refused = True
-            call.finish(grpc.StatusCode.UNIMPLEMENTED, f"Method not found: {path}")
+            call.finish(StatusCode.UNIMPLEMENTED, f"Method not found: {path}")
             return
         if encoding and encoding != "identity":
             if encoding not in _ENCODINGS:
                 stream.refused = True
                 message = f"grpc-encoding '{encoding}' is not supported"
-                call.finish(grpc.StatusCode.UNIMPLEMENTED, message, (("grpc-accept-encoding", _ACCEPT_ENCODING),))
+                call.finish(StatusCode.UNIMPLEMENTED, message, (("grpc-accept-encoding", _ACCEPT_ENCODING),))
                 return
             stream.encoding = encoding
         stream.method = handler
@@ -975,7 +975,7 @@ class _Connection(asyncio.Protocol):
             try:
                 self._edge.budget.take(len(data))
             except Overloaded as exc:
-                self._refuse(stream_id, stream, grpc.StatusCode.UNAVAILABLE, str(exc))
+                self._refuse(stream_id, stream, StatusCode.UNAVAILABLE, str(exc))
             else:
                 stream.held += len(data)
                 stream.body += data
@@ -990,7 +990,7 @@ class _Connection(asyncio.Protocol):
         else:
             self._end_of_request(stream_id, stream)
 
-    def _refuse(self, stream_id: int, stream: _Stream, code: grpc.StatusCode, details: str) -> None:
+    def _refuse(self, stream_id: int, stream: _Stream, code: StatusCode, details: str) -> None:
         """Answer ``code`` before the request arrived whole: the rest of its data is dropped."""
         call = stream.call
         assert call is not None
@@ -1028,16 +1028,14 @@ class _Connection(asyncio.Protocol):
                 self._refuse(
                     stream_id,
                     stream,
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    StatusCode.RESOURCE_EXHAUSTED,
                     f"Received message larger than max ({length} vs. {limit})",
                 )
                 return
             requests = call.requests
             if requests is None:  # a unary call's message is taken whole at the end of the stream
                 if len(body) > 5 + length:
-                    self._refuse(
-                        stream_id, stream, grpc.StatusCode.INTERNAL, "a unary call must carry exactly one message"
-                    )
+                    self._refuse(stream_id, stream, StatusCode.INTERNAL, "a unary call must carry exactly one message")
                 return
             if len(body) < 5 + length:
                 return
@@ -1097,20 +1095,18 @@ class _Connection(asyncio.Protocol):
             return
         if call.requests is not None:
             if stream.body:
-                self._refuse(stream_id, stream, grpc.StatusCode.INTERNAL, "the stream ended inside a message")
+                self._refuse(stream_id, stream, StatusCode.INTERNAL, "the stream ended inside a message")
             else:
                 call.requests.close()
             return
         body = stream.body
         if len(body) < 5:
             problem = "the request carried no message" if not body else "truncated message"
-            self._refuse(stream_id, stream, grpc.StatusCode.INTERNAL, problem)
+            self._refuse(stream_id, stream, StatusCode.INTERNAL, problem)
             return
         compressed, length = _MESSAGE.unpack_from(body)
         if len(body) != 5 + length:
-            self._refuse(
-                stream_id, stream, grpc.StatusCode.INTERNAL, "a unary call must carry exactly one whole message"
-            )
+            self._refuse(stream_id, stream, StatusCode.INTERNAL, "a unary call must carry exactly one whole message")
             return
         stream.body = bytearray()
         held, stream.held = stream.held, 0
@@ -1342,10 +1338,10 @@ class _NotCompressed(ModelportError):
     status = 400
 
 
-def _inflate_status(exc: ModelportError) -> grpc.StatusCode:
+def _inflate_status(exc: ModelportError) -> StatusCode:
     if isinstance(exc, Overloaded):
-        return grpc.StatusCode.UNAVAILABLE
-    return grpc.StatusCode.RESOURCE_EXHAUSTED if isinstance(exc, PayloadTooLarge) else grpc.StatusCode.INTERNAL
+        return StatusCode.UNAVAILABLE
+    return StatusCode.RESOURCE_EXHAUSTED if isinstance(exc, PayloadTooLarge) else StatusCode.INTERNAL
 
 
 def _inflate_problem(exc: ModelportError, stream: _Stream) -> str:
@@ -1442,7 +1438,7 @@ class GrpcEdge:
             call.finish(abort.code, abort.details, abort.trailing)
         except Exception as exc:  # noqa: BLE001 - a handler's bug is the call's UNKNOWN, never the connection's
             _log.exception("grpc_handler_failed", stream=call.stream_id)
-            call.finish(grpc.StatusCode.UNKNOWN, f"Unexpected {type(exc).__name__}")
+            call.finish(StatusCode.UNKNOWN, f"Unexpected {type(exc).__name__}")
         else:
             call.respond(payload)
 
@@ -1456,9 +1452,9 @@ class GrpcEdge:
             raise
         except Exception as exc:  # noqa: BLE001
             _log.exception("grpc_handler_failed", stream=call.stream_id)
-            call.finish(grpc.StatusCode.UNKNOWN, f"Unexpected {type(exc).__name__}")
+            call.finish(StatusCode.UNKNOWN, f"Unexpected {type(exc).__name__}")
         else:
-            call.finish(grpc.StatusCode.OK)
+            call.finish(StatusCode.OK)
 
     async def stop(self, grace_s: float) -> None:
         """Refuse new connections and streams, give the calls in flight ``grace_s``, then cancel the rest."""

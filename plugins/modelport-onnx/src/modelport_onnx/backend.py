@@ -7,7 +7,6 @@ registered, so a model can only use the operators built into onnxruntime.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -52,47 +51,6 @@ def _spec(arg: Any) -> TensorSpec:
     return TensorSpec(arg.name, datatype, shape)
 
 
-def _all_tensors(model: Any) -> Iterator[Any]:
-    """Every TensorProto in a model: initializers, sparse ones, attribute tensors, subgraphs, functions."""
-    import onnx
-
-    def from_graph(graph: Any) -> Iterator[Any]:
-        yield from graph.initializer
-        for sparse in graph.sparse_initializer:
-            yield sparse.values
-            yield sparse.indices
-        for node in graph.node:
-            yield from from_node(node)
-
-    def from_node(node: Any) -> Iterator[Any]:
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.TENSOR:
-                yield attribute.t
-            elif attribute.type == onnx.AttributeProto.TENSORS:
-                yield from attribute.tensors
-            elif attribute.type == onnx.AttributeProto.SPARSE_TENSOR:
-                yield attribute.sparse_tensor.values
-                yield attribute.sparse_tensor.indices
-            elif attribute.type == onnx.AttributeProto.GRAPH:
-                yield from from_graph(attribute.g)
-            elif attribute.type == onnx.AttributeProto.GRAPHS:
-                for graph in attribute.graphs:
-                    yield from from_graph(graph)
-
-    yield from from_graph(model.graph)
-    for function in model.functions:
-        for node in function.node:
-            yield from from_node(node)
-    for info in model.training_info:
-        yield from from_graph(info.initialization)
-        yield from from_graph(info.algorithm)
-
-
-_FULL_PARSE_LIMIT = 256 * 1024 * 1024
-"""Up to this size the check parses the model with the onnx package (about 2 ms per MB, plus a copy in
-memory); larger models use the core's memory-mapped protobuf walk, which skips tensor payloads."""
-
-
 def _external_message(name: str, location: str) -> str:
     return (
         f"ONNX tensor '{name}' keeps its data in an external file ('{location[:100]}'); modelport serves "
@@ -103,23 +61,15 @@ def _external_message(name: str, location: str) -> str:
 def refuse_external_data(path: Path) -> None:
     """Raise :class:`ExternalDataRefused` when any tensor of the model at ``path`` uses external data.
 
-    Never opens a referenced file: the onnx package parses with ``load_external_data=False`` (models up to
-    256 MiB), and larger models are walked without reading tensor bytes (``service.security.sniff``).
+    Never opens a referenced file: the core's memory-mapped protobuf walk (``service.security.sniff``, the
+    same one the upload guard runs) visits every place a tensor can live without reading tensor bytes. Not the
+    onnx package: its import is ~4 MB of RSS in every serving process, and its parse a copy of the whole model.
     """
-    if path.stat().st_size > _FULL_PARSE_LIMIT:
-        from service.security.sniff import onnx_external_tensor
+    from service.security.sniff import onnx_external_reference
 
-        name = onnx_external_tensor(path)
-        if name is not None:
-            raise ExternalDataRefused(_external_message(name, "?"))
-        return
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    for tensor in _all_tensors(model):
-        if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
-            location = next((e.value for e in tensor.external_data if e.key == "location"), "?")
-            raise ExternalDataRefused(_external_message(tensor.name, location))
+    found = onnx_external_reference(path)
+    if found is not None:
+        raise ExternalDataRefused(_external_message(*found))
 
 
 def _providers(device: str) -> list[str]:
