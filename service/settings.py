@@ -94,10 +94,12 @@ class Settings(BaseSettings):
     """Worker threads running batches per engine (backends release the GIL)."""
     max_loaded_engines: int = Field(default=8, ge=1, le=1024)
     """LRU cap on loaded engines; versions an alias or split routes to are never evicted."""
-    release_cold_pages: bool = True
+    release_cold_pages: bool = False
     """After start-up and after each engine load, unmap shared-library pages that only start-up or loading ran
     (``madvise(MADV_DONTNEED)`` on read-only ``.so`` mappings, Linux): ~30 MB less RSS with one ONNX engine; they
-    stay in the page cache, and code that runs again is mapped back by a minor fault (service/inference/heap.py)."""
+    stay in the page cache, and code that runs again is mapped back by a minor fault (service/inference/heap.py).
+    Off by default: those pages are clean and file-backed, a memory cgroup charges them either way, so this changes
+    what RSS reports more than what the machine has free; on for hosts that bill or alert on RSS."""
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=1 << 31)
     """Largest inference request body (after decompression): beyond it 413."""
     response_compression_min_bytes: int = Field(default=1024, ge=0, le=1 << 40)
