@@ -42,9 +42,11 @@ structlog.configure(
 )
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering (higher-scoped fixtures)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``soak`` run only when asked for (``-m soak`` or ``MODELPORT_TEST_SOAK=1``): the default suite
-    must stay within its time budget."""
+    must stay within its time budget. Under pytest-xdist, the order of the modules changes (``_parallel_order``)."""
+    _parallel_order(config, items)
     if "soak" in (config.getoption("markexpr", "") or "") or os.environ.get("MODELPORT_TEST_SOAK") == "1":
         return
     skip = pytest.mark.skip(reason="soak test: run with -m soak or MODELPORT_TEST_SOAK=1")
@@ -68,6 +70,36 @@ demo trains once. A module missing here still passes, on whichever worker gets i
 training on that worker."""
 
 
+SLOW_MODULES = (
+    "tests/unit/test_code_style.py",
+    "tests/integration/test_experiments_replicas.py",
+    "tests/integration/test_cli_register.py",
+    "tests/integration/test_fuzz_openapi.py",
+    "tests/unit/cli/test_registry_cli.py",
+    "tests/unit/registry/test_catalog.py",
+    "tests/migrations/test_migrations.py",
+    "tests/integration/test_registration_kill.py",
+    "tests/integration/test_third_party_plugin.py",
+)
+"""The longest modules (10-45 s each on a 2-core box), handed out first under pytest-xdist (after the demo's) so
+that no worker is left with one of them at the end while the other idles. Only the order changes."""
+
+
+def _parallel_order(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (workers only: each sorts the same way, so their collections still agree), the demo's
+    modules first, then ``SLOW_MODULES``, then the rest in collection order. Serial runs keep pytest's order."""
+    if getattr(config, "workerinput", None) is None:
+        return
+
+    def rank(item: pytest.Item) -> int:
+        module = item.nodeid.split("::", 1)[0]
+        if module in DEMO_SERVER_MODULES:
+            return 0
+        return 1 + SLOW_MODULES.index(module) if module in SLOW_MODULES else 1 + len(SLOW_MODULES)
+
+    items.sort(key=rank)  # stable: a module's tests keep their order
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """``--dist loadfile``, with the ``DEMO_SERVER_MODULES`` as one file: a module's tests (and so its module-scoped
@@ -76,6 +108,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
+
+    config.option.loadscopereorder = False  # units in collection order (see SLOW_MODULES), not by test count
 
     class ModulesAndDemo(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
