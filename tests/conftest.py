@@ -8,9 +8,11 @@ the PostgreSQL cases are skipped with the reason, never silently passed.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +42,129 @@ structlog.configure(
 )
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering (higher-scoped fixtures)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``soak`` run only when asked for (``-m soak`` or ``MODELPORT_TEST_SOAK=1``): the default suite
-    must stay within its time budget."""
+    must stay within its time budget. Under pytest-xdist, the order of the modules changes (``_parallel_order``)."""
+    _parallel_order(config, items)
     if "soak" in (config.getoption("markexpr", "") or "") or os.environ.get("MODELPORT_TEST_SOAK") == "1":
         return
     skip = pytest.mark.skip(reason="soak test: run with -m soak or MODELPORT_TEST_SOAK=1")
     for item in items:
         if "soak" in item.keywords:
             item.add_marker(skip)
+
+
+# --- parallel runs (pytest-xdist, scripts/test: -n 2 --dist loadfile) ---------------------------------------------
+
+DEMO_SERVER_MODULES = frozenset(
+    {
+        "tests/browser/test_console.py",
+        "tests/browser/test_docs.py",
+        "tests/integration/test_openapi_examples.py",
+        "tests/integration/test_serve_demo.py",
+    }
+)
+"""The modules whose tests use the session's ``demo_server``: one unit of work under ``--dist loadfile``, so the
+demo trains once. A module missing here still passes, on whichever worker gets it, at the cost of one more
+training on that worker."""
+
+
+SLOW_MODULES = (
+    "tests/unit/test_code_style.py",
+    "tests/integration/test_experiments_replicas.py",
+    "tests/integration/test_cli_register.py",
+    "tests/integration/test_fuzz_openapi.py",
+    "tests/unit/cli/test_registry_cli.py",
+    "tests/unit/registry/test_catalog.py",
+    "tests/migrations/test_migrations.py",
+    "tests/integration/test_registration_kill.py",
+    "tests/integration/test_third_party_plugin.py",
+)
+"""The longest modules (10-45 s each on a 2-core box), handed out first under pytest-xdist (after the demo's) so
+that no worker is left with one of them at the end while the other idles. Only the order changes."""
+
+
+def _parallel_order(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (workers only: each sorts the same way, so their collections still agree), the demo's
+    modules first, then ``SLOW_MODULES``, then the rest in collection order. Serial runs keep pytest's order."""
+    if getattr(config, "workerinput", None) is None:
+        return
+
+    def rank(item: pytest.Item) -> int:
+        module = item.nodeid.split("::", 1)[0]
+        if module in DEMO_SERVER_MODULES:
+            return 0
+        return 1 + SLOW_MODULES.index(module) if module in SLOW_MODULES else 1 + len(SLOW_MODULES)
+
+    items.sort(key=rank)  # stable: a module's tests keep their order
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile``, with the ``DEMO_SERVER_MODULES`` as one file: a module's tests (and so its module-scoped
+    server processes) stay on one worker, and the demo's. (``--dist loadgroup`` would do it with marks, but
+    pytest-xdist 3.8 renames the node ids it groups through ``Item._nodeid``, which pytest 9 no longer reads.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    config.option.loadscopereorder = False  # units in collection order (see SLOW_MODULES), not by test count
+
+    class ModulesAndDemo(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "demo_server" if module in DEMO_SERVER_MODULES else module
+
+    return ModulesAndDemo(config, log)
+
+
+class _MachineLock:
+    """A fair readers-writer lock between the pytest-xdist workers of one run (``flock`` on two files in the
+    run's shared temp dir): every test holds it shared, a test marked ``exclusive`` (timing assertions that
+    need the machine's cores to themselves) holds it alone. ``gate`` makes it fair: a waiting exclusive test
+    holds it, so the other worker cannot start its next test and starve it."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self._gate = (folder / "machine-gate.lock").open("a+")
+        self._main = (folder / "machine.lock").open("a+")
+
+    @contextmanager
+    def hold(self, *, exclusive: bool) -> Iterator[None]:
+        fcntl.flock(self._gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self._main, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            if not exclusive:
+                fcntl.flock(self._gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._main, fcntl.LOCK_UN)
+            if exclusive:
+                fcntl.flock(self._gate, fcntl.LOCK_UN)
+
+
+_machine_lock: list[_MachineLock] = []
+_demo_started: list[bool] = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Under pytest-xdist, each test (setup, call, teardown) holds the workers' machine lock: alone where it is
+    marked ``exclusive``, or where it is the one that starts ``demo_server`` (its start-up time is asserted by
+    test_serve_demo.py); shared otherwise. Without xdist, nothing to do."""
+    workerinput = getattr(item.config, "workerinput", None)
+    if workerinput is None:
+        return (yield)
+    if not _machine_lock:
+        _machine_lock.append(_MachineLock(Path(item.config.option.basetemp).parent / "modelport-machine-lock"))
+    exclusive = item.get_closest_marker("exclusive") is not None or (
+        "demo_server" in item.fixturenames and not _demo_started
+    )
+    with _machine_lock[0].hold(exclusive=exclusive):
+        return (yield)
 
 
 PG_URL = os.environ.get("MODELPORT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -156,6 +272,8 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     pytest.importorskip("modelport_zoo")
     from tests.helpers.server import run_server
 
-    # training competes with whatever else the machine runs: allow for a loaded CI box
+    # training competes with whatever else the machine runs: allow for a loaded CI box (test_serve_demo.py asserts
+    # the start-up time it records, ServerProcess.ready_after)
     with run_server(tmp_path_factory.mktemp("demo") / "data", args=("--demo",), ready_timeout=300) as server:
+        _demo_started.append(True)
         yield server

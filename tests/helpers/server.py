@@ -54,6 +54,8 @@ class ServerProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    ready_after: float = 0.0
+    """Seconds from the process start until ``/v2/health/ready`` first answered 200."""
 
     @property
     def grpc_url(self) -> str:
@@ -130,8 +132,43 @@ def run_server(
 ) -> Iterator[ServerProcess]:
     """A ``modelport serve`` process on a free port with its own data dir; SIGTERM on exit. gRPC is off unless
     ``grpc`` (then on another free port, ``ServerProcess.grpc_url``). ``prefix`` runs it under another command
-    (``prlimit --nofile=...``); ``main`` replaces ``-m service`` (``-c CODE``: ``serve ...`` in its ``sys.argv``)."""
-    port = port or free_port()
+    (``prlimit --nofile=...``); ``main`` replaces ``-m service`` (``-c CODE``: ``serve ...`` in its ``sys.argv``).
+
+    A free port is only free when it is picked: another process (a parallel test, a client's ephemeral port)
+    may bind it before the server does. Where this helper picked the ports and the server exits saying
+    "address already in use", it starts again on fresh ones (three tries)."""
+    own_ports = port is None and "MODELPORT_GRPC_PORT" not in (extra_env or {})
+    data_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    for attempt in range(3 if own_ports else 1):
+        server = _start_server(
+            data_dir, port or free_port(), grpc=grpc, extra_env=extra_env, args=args, prefix=prefix, main=main
+        )
+        try:
+            wait_ready(server.base_url, server.process, server.log_path, ready_timeout)
+        except RuntimeError:
+            server.stop()
+            if attempt < 2 and own_ports and "address already in use" in server.logs():
+                continue
+            raise
+        break
+    server.ready_after = time.monotonic() - started
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _start_server(
+    data_dir: Path,
+    port: int,
+    *,
+    grpc: bool,
+    extra_env: dict[str, str] | None,
+    args: tuple[str, ...],
+    prefix: tuple[str, ...],
+    main: tuple[str, ...],
+) -> ServerProcess:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("MODELPORT_")},
         "MODELPORT_DATA_DIR": str(data_dir),
@@ -142,7 +179,6 @@ def run_server(
         "MODELPORT_GRPC_PORT": str(free_port()) if grpc else "0",
         **(extra_env or {}),
     }
-    data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / f"server-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -151,13 +187,7 @@ def run_server(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    base_url = f"http://127.0.0.1:{port}"
-    server = ServerProcess(base_url, process, log_path, env)
-    try:
-        wait_ready(base_url, process, log_path, ready_timeout)
-        yield server
-    finally:
-        server.stop()
+    return ServerProcess(f"http://127.0.0.1:{port}", process, log_path, env)
 
 
 @contextmanager

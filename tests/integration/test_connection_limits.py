@@ -17,7 +17,8 @@ import pytest
 
 from tests.helpers.server import SMALL_LIMITS, ServerProcess, read_until_closed, run_server
 
-pytestmark = pytest.mark.integration
+# exclusive: asserts timings (timeouts, prompt answers) that need the machine's cores to itself under pytest-xdist
+pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
 
 LIMITS = SMALL_LIMITS
 INFER = b"POST /v2/models/m/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"

@@ -19,7 +19,8 @@ from service.cli.serve_cmd import granian_limits
 from service.settings import Settings
 from tests.helpers.server import SMALL_LIMITS, ServerProcess, read_until_closed, run_server
 
-pytestmark = pytest.mark.integration
+# exclusive: asserts timings (timeouts, prompt answers) that need the machine's cores to itself under pytest-xdist
+pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
 
 
 def test_the_limits_granian_gets_come_from_the_settings() -> None:

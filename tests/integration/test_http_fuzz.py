@@ -35,7 +35,8 @@ import pytest
 from tests.helpers.onnx_models import make_mlp_onnx
 from tests.helpers.server import SMALL_LIMITS, ServerProcess, read_until_closed, run_server
 
-pytestmark = pytest.mark.integration
+# exclusive: asserts timings (timeouts, prompt answers) that need the machine's cores to itself under pytest-xdist
+pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
 
 LIMITS = {
     **SMALL_LIMITS,

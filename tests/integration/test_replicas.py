@@ -16,7 +16,8 @@ from tests.helpers.onnx_models import make_mlp_onnx
 from tests.helpers.s3 import S3Server
 from tests.helpers.server import run_server
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+# exclusive: asserts a propagation time (2 s) that needs the machine's cores to itself under pytest-xdist
+pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.exclusive]
 
 BODY = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 8], "data": [0.5] * 8}]}
 

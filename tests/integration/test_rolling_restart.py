@@ -19,7 +19,8 @@ import pytest
 from tests.helpers.onnx_models import make_mlp_onnx
 from tests.helpers.server import free_port, run_server
 
-pytestmark = pytest.mark.integration
+# exclusive: counts the requests served in a 10 s window: needs the machine's cores to itself under pytest-xdist
+pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
 BODY = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 8], "data": [0.5] * 8}]}
 
 

@@ -241,6 +241,7 @@ async def test_control_frame_floods_end_in_enhance_your_calm(
     assert await serves(target)
 
 
+@pytest.mark.exclusive  # asserts a refusal within 1 s: needs the machine's cores to itself under pytest-xdist
 async def test_empty_continuation_frames_are_a_flood_and_a_growing_header_block_is_capped(
     edge: tuple[GrpcEdge, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
