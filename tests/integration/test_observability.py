@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,10 @@ def test_request_ids_metrics_and_no_raw_inputs_in_logs(tmp_path: Path) -> None:
             )
             assert bad.status_code == 400 and bad.headers["X-Request-ID"] == "trace-bad-2"
             generated = client.get("/v2/health/live").headers["X-Request-ID"]
-            assert len(generated) == 24 and generated != client.get("/v2/health/live").headers["X-Request-ID"]
+            assert (
+                re.fullmatch(r"[0-9a-f]{36}", generated)
+                and generated != client.get("/v2/health/live").headers["X-Request-ID"]
+            )
             evil = client.get("/v2/health/live", headers={"X-Request-ID": "x" * 500})
             assert evil.headers["X-Request-ID"] != "x" * 500
             metrics = client.get("/metrics").text
