@@ -208,12 +208,21 @@ def _admin(server: ManagedServer) -> httpx.Client:
     return httpx.Client(base_url=server.base_url, timeout=120.0, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
 
 
-def register_onnx(server: ManagedServer, model: str, artifact: Path, *, alias: str | None = "production") -> str:
-    """Register ``artifact`` through the admin API (multipart), optionally point ``alias`` at it."""
+def register_onnx(
+    server: ManagedServer,
+    model: str,
+    artifact: Path,
+    *,
+    alias: str | None = "production",
+    allow_duplicate: bool = False,
+) -> str:
+    """Register ``artifact`` through the admin API (multipart), optionally point ``alias`` at it;
+    ``allow_duplicate``: the same bytes again as a new version (else the registry answers 409)."""
     with _admin(server) as client:
         with artifact.open("rb") as fh:
             reply = client.post(
                 f"/admin/models/{model}/versions",
+                params={"allow_duplicate": "true"} if allow_duplicate else None,
                 files={"artifact": (artifact.name, fh, "application/octet-stream")},
                 data={"manifest": json.dumps({"backend": "onnx"})},
             )
@@ -482,7 +491,7 @@ def run_experiments(results: Results, cfg: RunConfig, procs: ProcessRegistry, wo
         server = start_modelport(procs, cfg, "modelport-experiments")
         try:
             for _ in range(3):  # 1 production, 2 the other arm, 3 the shadow (same artifact: same cost)
-                register_onnx(server, MODEL, work.mlp_onnx, alias=None)
+                register_onnx(server, MODEL, work.mlp_onnx, alias=None, allow_duplicate=True)
             with _admin(server) as admin:
                 admin.put(f"/admin/models/{MODEL}/aliases/production", json={"version": "1"}).raise_for_status()
             wait_model_ready(server, MODEL)
