@@ -11,7 +11,7 @@ from litestar.config.compression import CompressionConfig  # noqa: F401 - docume
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
-from service import __version__, collector
+from service import __version__
 from service.api.admin import ADMIN_CONTROLLERS
 from service.api.feedback import FeedbackController
 from service.api.grpc import GrpcServer
@@ -86,14 +86,10 @@ def create_app(settings: Settings | None = None, *, plugins: PluginRegistry | No
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await runtime.start()
-        tuning: collector.CollectorTuning | None = None
         try:
             await grpc_server.start()
-            tuning = collector.tune(freeze=settings.gc_freeze, gen0_threshold=settings.gc_gen0_threshold)
             yield
         finally:
-            if tuning is not None:
-                collector.release(tuning)
             await grpc_server.stop(settings.drain_timeout_s)
             await runtime.stop()
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from registry_db.migrate import current_async, head_revision
+from service import collector
 from service.context import Services
 from service.experiments.wiring import Experiments
 from service.inference.cpu_budget import engine_threads, process_cpu_budget
@@ -53,6 +54,8 @@ class Runtime:
     shared_memory: SharedMemoryAccess
     """Triton's system shared-memory extension: this worker's regions and who may use them."""
     started_at: float = field(default_factory=time.time)
+    collector_tunings: list[collector.CollectorTuning] = field(default_factory=list, repr=False)
+    """What :meth:`start` changed in the garbage collector, undone by :meth:`stop` (a started runtime holds one)."""
 
     @classmethod
     def build(cls, settings: Settings, *, plugins: PluginRegistry | None = None) -> Runtime:
@@ -131,7 +134,11 @@ class Runtime:
         await self.routing.refresh(force=True)
         self.routing.start()
         self.experiments.start()
-        # import-time code and start-up garbage leave RSS before traffic arrives (service/inference/heap.py)
+        # start-up's garbage collected and the survivors frozen (service/collector.py), then what that freed and
+        # the import-time code leave RSS before traffic arrives (service/inference/heap.py)
+        self.collector_tunings.append(
+            collector.tune(freeze=self.settings.gc_freeze, gen0_threshold=self.settings.gc_gen0_threshold)
+        )
         released_kb = await asyncio.to_thread(release_memory, cold_pages=self.settings.release_cold_pages)
         self.dataplane.ready = True
         self.metrics.ready.set(1)
@@ -158,6 +165,8 @@ class Runtime:
         await self.pool.close()
         self.shared_memory.registry.close()
         await self.services.close()
+        while self.collector_tunings:
+            collector.release(self.collector_tunings.pop())
         _log.info("stopped")
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import gc
 import weakref
+from collections.abc import Callable
 
 from service import collector
+from service.runtime import open_runtime
+from service.settings import Settings
 
 
 def test_tune_freezes_what_is_alive_raises_gen0_and_release_undoes_both() -> None:
@@ -44,3 +47,17 @@ def test_a_cycle_frozen_while_alive_is_collected_after_release() -> None:
     collector.release(tuning)
     gc.collect()
     assert alive() is None
+
+
+async def test_a_started_runtime_freezes_the_start_up_heap_and_its_stop_undoes_it(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    before = gc.get_threshold()
+    runtime = await open_runtime(settings_factory(gc_gen0_threshold=9_999))
+    try:
+        assert gc.get_freeze_count() > 1000
+        assert gc.get_threshold()[0] == 9_999
+    finally:
+        await runtime.stop()
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == before
